@@ -1,0 +1,16 @@
+//! keel-actors: every keel component as a deterministic actor, and the bus vocabulary.
+//!
+//! Pure like the engine: no I/O, clocks, threads or global randomness. Each component
+//! is a folder; [`registry::Registry`] builds any of them from an `ActorSpec`, which is
+//! how hosts start them and how `keel replay` rebuilds them from a trace.
+//!
+//! Components so far:
+//! 1. [`selftest`] — the cross-host proof protocol (until the store lands, `keel sim`'s
+//!    default scenario runs it).
+
+pub mod message;
+pub mod registry;
+pub mod selftest;
+
+pub use message::Message;
+pub use registry::Registry;

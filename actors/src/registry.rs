@@ -1,0 +1,33 @@
+//! The registry of every component kind: builds actors from [`ActorSpec`]s, for hosts
+//! and for the replayer.
+
+use crate::message::Message;
+use crate::selftest::{self, SelfTest, SelfTestConfig};
+use keel_engine::{ActorFactory, ActorSpec, Address, DynActor};
+
+/// Builds any keel actor by kind.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Registry;
+
+impl ActorFactory<Message> for Registry {
+    fn build(
+        &self,
+        _address: &Address,
+        spec: &ActorSpec,
+    ) -> Result<Box<dyn DynActor<Message>>, String> {
+        match spec.kind.as_str() {
+            selftest::KIND => {
+                let config: SelfTestConfig = serde_json::from_str(&spec.config_json)
+                    .map_err(|e| format!("bad selftest configuration: {e}"))?;
+                Ok(Box::new(SelfTest::new(config)?))
+            }
+            other => Err(format!("unknown component kind {other:?}")),
+        }
+    }
+}
+
+/// Every kind the registry knows, with a one-line description.
+pub const KINDS: &[(&str, &str)] = &[(
+    selftest::KIND,
+    "ping/pong protocol with durable sequence numbers: proves one actor runs in both hosts",
+)];
