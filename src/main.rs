@@ -1,1 +1,53 @@
-fn main() {}
+//! The `keel` command line. This file only parses arguments; the commands live in
+//! `commands/` and the work in the crates.
+
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "keel",
+    about = "A Kubernetes-style cluster engine, simulation-first",
+    version
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a cluster deterministically in the simulator, inject faults, check invariants.
+    Sim(commands::sim::SimArgs),
+    /// Re-run the actors of a recorded trace and check they behave identically.
+    Replay {
+        /// The trace file (`keel sim --record` or `keel node --record`).
+        file: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the simulation scenarios.
+    Scenarios,
+    /// Print keel's version, wire and trace format versions.
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return commands::usage_error(e),
+    };
+    let code = match cli.command {
+        Command::Sim(args) => commands::sim::run(args),
+        Command::Replay { file, json } => commands::replay::run(&file, json),
+        Command::Scenarios => commands::sim::list_scenarios(),
+        Command::Version => commands::version(),
+    };
+    ExitCode::from(code)
+}

@@ -6,7 +6,7 @@
 //! records the highest sequence it has acknowledged from that sender durably before it
 //! answers with a pong. So two promises hold across crashes, and the simulator checks
 //! both: a sender never reuses a sequence number, and an acknowledgement, once sent, is
-//! never forgotten. Each tick also writes an *unsynced* scratch counter, which a crash
+//! never forgotten. After every input it also writes an *unsynced* scratch counter, which a crash
 //! may lose: that is how runs show unsynced-write loss actually happening.
 //!
 //! Owns: its storage keys (`incarnation`, `next_seq`, `acked/<peer>`, `scratch`).
@@ -76,6 +76,7 @@ pub struct SelfTest {
     incarnation: u64,
     next_seq: u64,
     ticks: u64,
+    inputs: u64,
     peers: BTreeMap<Address, PeerView>,
     storage_errors: u64,
 }
@@ -112,6 +113,7 @@ impl SelfTest {
             incarnation: 0,
             next_seq: 0,
             ticks: 0,
+            inputs: 0,
             peers,
             storage_errors: 0,
         })
@@ -155,12 +157,6 @@ impl SelfTest {
 
     fn on_tick(&mut self, ctx: &mut Context<'_, Message, SelfTestTimer>) {
         self.ticks += 1;
-        // Unsynced on purpose: a crash may lose it (the simulator counts such losses).
-        let mut scratch = WriteBatch::new();
-        scratch.put(KEY_SCRATCH, self.ticks.to_le_bytes().to_vec());
-        if ctx.persist(scratch).is_err() {
-            self.storage_errors += 1;
-        }
         let seq = self.next_seq + 1;
         let mut batch = WriteBatch::new();
         batch.put(KEY_NEXT_SEQ, seq.to_le_bytes().to_vec());
@@ -236,6 +232,7 @@ impl Actor for SelfTest {
         input: Input<Message, SelfTestTimer>,
         ctx: &mut Context<'_, Message, SelfTestTimer>,
     ) {
+        self.inputs += 1;
         match input {
             Input::Start(StartKind::Fresh) | Input::Start(StartKind::Restart) => self.on_start(ctx),
             Input::Timer(SelfTestTimer::Tick) => self.on_tick(ctx),
@@ -243,6 +240,13 @@ impl Actor for SelfTest {
                 from,
                 msg: Message::SelfTest(msg),
             } => self.on_message(from, msg, ctx),
+        }
+        // Unsynced on purpose, after everything else: a crash loses it unless a later
+        // sync carried it to disk. That is how runs show unsynced-write loss happening.
+        let mut scratch = WriteBatch::new();
+        scratch.put(KEY_SCRATCH, self.inputs.to_le_bytes().to_vec());
+        if ctx.persist(scratch).is_err() {
+            self.storage_errors += 1;
         }
     }
 
@@ -261,6 +265,7 @@ impl Actor for SelfTest {
             "incarnation": self.incarnation,
             "next_seq": self.next_seq,
             "ticks": self.ticks,
+            "inputs": self.inputs,
             "storage_errors": self.storage_errors,
             "peers": peers,
         })

@@ -1,0 +1,864 @@
+//! The madsim host: runs a cluster of actors deterministically.
+//!
+//! Each cluster machine is a madsim node. Its init task binds a madsim `Endpoint` (the
+//! bus), starts the machine's actors in [`ActorCell`]s and then loops:
+//! 1. deliver messages between actors of the same machine (in order, no network);
+//! 2. fire timers that are due (stale firings are dropped by the cell);
+//! 3. otherwise wait for the next datagram or the next timer, whichever comes first.
+//!
+//! After every step the host records the trace event, reports observations to the
+//! invariant checkers and sends the step's messages: local ones to the local queue,
+//! remote ones through madsim's network (latency, jitter, loss and clogged links are
+//! madsim's; duplication is added here by sending a datagram twice).
+//!
+//! Disks live outside the madsim nodes, so they survive a kill; the host throws away
+//! their unsynced writes when it kills a machine. The main task applies the fault
+//! schedule at its simulated times and judges the run at the end.
+//!
+//! Everything shared sits in one `Arc<Mutex<Shared>>`. madsim runs all tasks on one
+//! thread, so the lock is never contended; it is never held across an `.await`.
+
+use crate::faults::{Fault, FaultSchedule};
+use crate::invariant::{Invariant, Observation, Verdict, World};
+use keel_actors::{Message, Registry};
+use keel_engine::{
+    ActorCell, ActorFactory, ActorSpec, Address, Envelope, MemStorage, NodeId, StartKind, Step,
+    Time, TimerFiring, TraceDigest, TraceHeader, TraceWriter,
+};
+use madsim::net::{Endpoint, NetSim};
+use madsim::rand::Rng;
+use madsim::runtime::Handle;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fs::File;
+use std::io::BufWriter;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// The simulated wall clock starts at 2026-01-01T00:00:00Z.
+pub const SIM_EPOCH_UNIX_SECS: u64 = 1_767_225_600;
+const BUS_PORT: u16 = 7000;
+const BUS_TAG: u64 = 0x6b65656c;
+
+/// One machine and the actors it hosts.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Machine {
+    pub name: String,
+    pub actors: Vec<(Address, ActorSpec)>,
+}
+
+/// Network conditions at the start of a run (faults may change them).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NetworkConfig {
+    pub latency_min_ms: u64,
+    pub latency_max_ms: u64,
+    pub loss_rate: f64,
+    pub duplicate_rate: f64,
+    /// Datagrams waiting at a machine before it drops new ones (counted).
+    pub inbox_capacity: usize,
+    /// Messages waiting between actors of one machine before new ones are dropped.
+    pub local_queue_capacity: usize,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            latency_min_ms: 1,
+            latency_max_ms: 10,
+            loss_rate: 0.0,
+            duplicate_rate: 0.0,
+            inbox_capacity: 4096,
+            local_queue_capacity: 65_536,
+        }
+    }
+}
+
+impl NetworkConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.latency_min_ms > self.latency_max_ms {
+            return Err("latency_min_ms exceeds latency_max_ms".into());
+        }
+        if !(0.0..=1.0).contains(&self.loss_rate) || !(0.0..=1.0).contains(&self.duplicate_rate) {
+            return Err("loss_rate and duplicate_rate must be within 0..=1".into());
+        }
+        if self.inbox_capacity == 0 || self.local_queue_capacity == 0 {
+            return Err("queue capacities must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Everything a run needs.
+pub struct SimConfig {
+    pub scenario: String,
+    pub seed: u64,
+    pub duration_ms: u64,
+    pub machines: Vec<Machine>,
+    pub network: NetworkConfig,
+    pub faults: FaultSchedule,
+    pub invariants: Vec<Box<dyn Invariant + Send>>,
+    /// Write every actor input to this trace file.
+    pub record: Option<PathBuf>,
+    /// Print a progress line on stderr every `progress_every_ms` of simulated time.
+    pub progress_every_ms: Option<u64>,
+}
+
+/// Network counters for the summary.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct NetStats {
+    pub sent: u64,
+    pub delivered: u64,
+    pub cut_by_partition: u64,
+    pub duplicated: u64,
+    pub inbox_overflow: u64,
+    pub local_overflow: u64,
+    pub undeliverable: u64,
+}
+
+/// The JSON summary a run ends with.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunSummary {
+    pub scenario: String,
+    pub seed: u64,
+    pub trace_hash: String,
+    pub events: u64,
+    pub sim_time_ms: u64,
+    pub wall_ms: u64,
+    pub ok: bool,
+    pub invariants: Vec<Verdict>,
+    pub network: NetStats,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("invalid simulation: {0}")]
+    Invalid(String),
+    #[error("cannot write trace {path}: {error}")]
+    Record { path: String, error: String },
+}
+
+struct Shared {
+    epoch_ns: u64,
+    start: Option<madsim::time::Instant>,
+    machines: BTreeMap<NodeId, Machine>,
+    ips: BTreeMap<NodeId, IpAddr>,
+    disks: BTreeMap<Address, MemStorage>,
+    cut: BTreeSet<(NodeId, NodeId)>,
+    skew_ms: BTreeMap<NodeId, i64>,
+    boots: BTreeMap<NodeId, u64>,
+    down: BTreeSet<NodeId>,
+    duplicate_rate: f64,
+    inbox_capacity: usize,
+    local_queue_capacity: usize,
+    digest: TraceDigest,
+    recorder: Option<TraceWriter<BufWriter<File>>>,
+    record_error: Option<String>,
+    invariants: Vec<Box<dyn Invariant + Send>>,
+    violations: BTreeMap<usize, String>,
+    actor_errors: Vec<String>,
+    next_message_id: u64,
+    stats: NetStats,
+    duration_ms: u64,
+    last_fault_ms: u64,
+}
+
+impl Shared {
+    fn now_ms(&self) -> u64 {
+        self.start
+            .map(|s| s.elapsed().as_millis() as u64)
+            .unwrap_or(0)
+    }
+
+    /// The clock an actor on `node` reads: simulated time plus that node's skew.
+    fn actor_time(&self, node: &NodeId) -> Time {
+        let elapsed = self
+            .start
+            .map(|s| s.elapsed().as_nanos() as u64)
+            .unwrap_or(0);
+        let skew_ns = self.skew_ms.get(node).copied().unwrap_or(0) * 1_000_000;
+        Time((self.epoch_ns + elapsed).saturating_add_signed(skew_ns))
+    }
+
+    fn observe(&mut self, observation: Observation<'_>) {
+        let now_ms = self.now_ms();
+        let world = World {
+            disks: &self.disks,
+            now_ms,
+            duration_ms: self.duration_ms,
+            last_fault_ms: self.last_fault_ms,
+        };
+        for (index, invariant) in self.invariants.iter_mut().enumerate() {
+            if self.violations.contains_key(&index) {
+                continue;
+            }
+            if let Err(detail) = invariant.observe(&observation, &world) {
+                tracing::error!(invariant = invariant.name(), at_ms = now_ms, %detail, "invariant violated");
+                self.violations
+                    .insert(index, format!("at {now_ms} ms: {detail}"));
+            }
+        }
+    }
+
+    fn record(&mut self, step: &Step<Message>) {
+        let Some(event) = &step.event else { return };
+        match &mut self.recorder {
+            Some(writer) => {
+                if let Err(e) = writer.write_event(event) {
+                    self.record_error.get_or_insert_with(|| e.to_string());
+                }
+            }
+            None => {
+                self.digest.add(event);
+            }
+        }
+        if let Some(error) = &step.error {
+            self.actor_errors.push(format!("{}: {error}", event.actor));
+        }
+    }
+
+    fn digest(&self) -> TraceDigest {
+        match &self.recorder {
+            Some(writer) => writer.digest().clone(),
+            None => self.digest.clone(),
+        }
+    }
+}
+
+fn lock(shared: &Arc<Mutex<Shared>>) -> MutexGuard<'_, Shared> {
+    // madsim is single-threaded and no code panics while holding the lock except an
+    // invariant assertion, which ends the run anyway: recover the guard regardless.
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A datagram on the simulated bus: a host-assigned id (for the invariants) and the
+/// envelope bytes exactly as the real transport would carry them.
+#[derive(Serialize, Deserialize)]
+struct Datagram {
+    id: u64,
+    envelope: Vec<u8>,
+}
+
+struct Outgoing {
+    to: IpAddr,
+    bytes: Vec<u8>,
+    copies: u32,
+}
+
+/// Per-machine state that lives and dies with the madsim node.
+struct NodeState {
+    node: NodeId,
+    cells: BTreeMap<Address, ActorCell<Message>>,
+    local: VecDeque<(Address, Address, Message)>,
+    /// Due time in ns since the run's start, tie-breaking sequence → actor and firing.
+    timers: BTreeMap<(u64, u64), (Address, TimerFiring)>,
+    timer_seq: u64,
+}
+
+impl NodeState {
+    /// Records a step, reports it and routes its messages; returns remote datagrams.
+    fn after_step(
+        &mut self,
+        shared: &mut Shared,
+        from: &Address,
+        step: Step<Message>,
+        out: &mut Vec<Outgoing>,
+    ) {
+        shared.record(&step);
+        let now_ns = shared
+            .start
+            .map(|s| s.elapsed().as_nanos() as u64)
+            .unwrap_or(0);
+        for (firing, after_ms) in step.timers {
+            self.timer_seq += 1;
+            let due = now_ns + after_ms * 1_000_000;
+            self.timers
+                .insert((due, self.timer_seq), (from.clone(), firing));
+        }
+        for effect in step.effects {
+            let keel_engine::Effect::Send { to, msg } = effect else {
+                continue;
+            };
+            if to.node == self.node {
+                if self.local.len() >= shared.local_queue_capacity {
+                    shared.stats.local_overflow += 1;
+                } else {
+                    self.local.push_back((from.clone(), to, msg));
+                }
+                continue;
+            }
+            let Some(ip) = shared.ips.get(&to.node).copied() else {
+                shared.stats.undeliverable += 1;
+                continue;
+            };
+            shared.next_message_id += 1;
+            let id = shared.next_message_id;
+            let cut = shared.cut.contains(&(self.node.clone(), to.node.clone()));
+            shared.stats.sent += 1;
+            if cut {
+                shared.stats.cut_by_partition += 1;
+            }
+            let at_ms = shared.now_ms();
+            shared.observe(Observation::Sent {
+                id,
+                at_ms,
+                from,
+                to: &to,
+                msg: &msg,
+                cut,
+            });
+            let envelope = Envelope::new(from.clone(), to, msg).encode();
+            let bytes = bincode::serialize(&Datagram { id, envelope })
+                .expect("datagram serialization is infallible");
+            let duplicate = shared.duplicate_rate > 0.0
+                && madsim::rand::thread_rng().gen_bool(shared.duplicate_rate);
+            if duplicate {
+                shared.stats.duplicated += 1;
+            }
+            out.push(Outgoing {
+                to: ip,
+                bytes,
+                copies: if duplicate { 2 } else { 1 },
+            });
+        }
+    }
+
+    fn deliver(
+        &mut self,
+        shared: &mut Shared,
+        from: Address,
+        to: Address,
+        msg: Message,
+        id: Option<u64>,
+    ) -> Vec<Outgoing> {
+        let mut out = Vec::new();
+        let now = shared.actor_time(&self.node);
+        let Some(cell) = self.cells.get_mut(&to) else {
+            shared.stats.undeliverable += 1;
+            return out;
+        };
+        if let Some(id) = id {
+            shared.stats.delivered += 1;
+            let at_ms = shared.now_ms();
+            shared.observe(Observation::Delivered {
+                id,
+                at_ms,
+                from: &from,
+                to: &to,
+                msg: &msg,
+            });
+        }
+        let disk = shared.disks.entry(to.clone()).or_default();
+        let step = cell.deliver(now, from, msg, disk);
+        self.after_step(shared, &to, step, &mut out);
+        out
+    }
+}
+
+async fn send_all(endpoint: &Endpoint, out: Vec<Outgoing>) {
+    for datagram in out {
+        for _ in 0..datagram.copies {
+            // A send to a machine that is down fails like UDP would: silently.
+            let _ = endpoint
+                .send_to_raw(
+                    SocketAddr::new(datagram.to, BUS_PORT),
+                    BUS_TAG,
+                    Box::new(datagram.bytes.clone()),
+                )
+                .await;
+        }
+    }
+}
+
+/// The init task of one machine: runs again from scratch after every restart.
+async fn machine_main(shared: Arc<Mutex<Shared>>, node: NodeId) {
+    let (ip, machine, kind, inbox_capacity) = {
+        let mut s = lock(&shared);
+        let boots = s.boots.entry(node.clone()).or_insert(0);
+        *boots += 1;
+        let kind = if *boots == 1 {
+            StartKind::Fresh
+        } else {
+            StartKind::Restart
+        };
+        (
+            s.ips[&node],
+            s.machines[&node].clone(),
+            kind,
+            s.inbox_capacity,
+        )
+    };
+    let endpoint = match Endpoint::bind(SocketAddr::new(ip, BUS_PORT)).await {
+        Ok(e) => Rc::new(e),
+        Err(e) => {
+            lock(&shared)
+                .actor_errors
+                .push(format!("{node}: cannot bind the bus: {e}"));
+            return;
+        }
+    };
+    let (mut inbox_tx, mut inbox_rx) = futures::channel::mpsc::channel::<Vec<u8>>(inbox_capacity);
+    {
+        let endpoint = endpoint.clone();
+        let shared = shared.clone();
+        // Receiving is not cancellation-safe in madsim, so one task receives forever and
+        // hands datagrams to the machine loop through a bounded inbox.
+        madsim::task::spawn_local(async move {
+            while let Ok((payload, _from)) = endpoint.recv_from_raw(BUS_TAG).await {
+                let Ok(bytes) = payload.downcast::<Vec<u8>>() else {
+                    continue;
+                };
+                if inbox_tx.try_send(*bytes).is_err() {
+                    lock(&shared).stats.inbox_overflow += 1;
+                }
+            }
+        });
+    }
+
+    let mut state = NodeState {
+        node: node.clone(),
+        cells: BTreeMap::new(),
+        local: VecDeque::new(),
+        timers: BTreeMap::new(),
+        timer_seq: 0,
+    };
+    let mut out = Vec::new();
+    {
+        let mut s = lock(&shared);
+        for (address, spec) in &machine.actors {
+            let actor = match Registry.build(address, spec) {
+                Ok(a) => a,
+                Err(e) => {
+                    s.actor_errors.push(format!("{address}: {e}"));
+                    continue;
+                }
+            };
+            let seed: u64 = madsim::rand::thread_rng().gen();
+            let now = s.actor_time(&node);
+            let disk = s.disks.entry(address.clone()).or_default();
+            let (cell, step) = ActorCell::start(
+                address.clone(),
+                spec.clone(),
+                actor,
+                seed,
+                kind,
+                now,
+                disk,
+                true,
+            );
+            state.cells.insert(address.clone(), cell);
+            let at_ms = s.now_ms();
+            s.observe(Observation::Started {
+                at_ms,
+                actor: address,
+                kind,
+            });
+            state.after_step(&mut s, address, step, &mut out);
+        }
+    }
+    send_all(&endpoint, std::mem::take(&mut out)).await;
+
+    use futures::StreamExt;
+    loop {
+        if let Some((from, to, msg)) = state.local.pop_front() {
+            let out = {
+                let mut s = lock(&shared);
+                state.deliver(&mut s, from, to, msg, None)
+            };
+            send_all(&endpoint, out).await;
+            continue;
+        }
+        let now_ns = lock(&shared)
+            .start
+            .map(|s| s.elapsed().as_nanos() as u64)
+            .unwrap_or(0);
+        if let Some((&(due, seq), _)) = state.timers.first_key_value() {
+            if due <= now_ns {
+                let (address, firing) = state.timers.remove(&(due, seq)).expect("first key exists");
+                let out = {
+                    let mut s = lock(&shared);
+                    let now = s.actor_time(&node);
+                    let mut out = Vec::new();
+                    if let Some(cell) = state.cells.get_mut(&address) {
+                        let disk = s.disks.entry(address.clone()).or_default();
+                        if let Some(step) = cell.fire(now, &firing, disk) {
+                            state.after_step(&mut s, &address, step, &mut out);
+                        }
+                    }
+                    out
+                };
+                send_all(&endpoint, out).await;
+                continue;
+            }
+        }
+        let wait_ns = state
+            .timers
+            .first_key_value()
+            .map(|(&(due, _), _)| due.saturating_sub(now_ns))
+            .unwrap_or(3_600_000_000_000);
+        match madsim::time::timeout(Duration::from_nanos(wait_ns), inbox_rx.next()).await {
+            Ok(Some(bytes)) => {
+                let Ok(datagram) = bincode::deserialize::<Datagram>(&bytes) else {
+                    continue;
+                };
+                let Ok(envelope) = Envelope::<Message>::decode(&datagram.envelope, usize::MAX)
+                else {
+                    continue;
+                };
+                let out = {
+                    let mut s = lock(&shared);
+                    state.deliver(
+                        &mut s,
+                        envelope.from,
+                        envelope.to,
+                        envelope.msg,
+                        Some(datagram.id),
+                    )
+                };
+                send_all(&endpoint, out).await;
+            }
+            Ok(None) => return,
+            Err(_elapsed) => {}
+        }
+    }
+}
+
+fn node_of(ids: &BTreeMap<NodeId, madsim::task::NodeId>, name: &str) -> madsim::task::NodeId {
+    // Fault schedules are validated against the machine list before the run starts.
+    ids[&NodeId::new(name)]
+}
+
+/// Applies one fault at the current simulated time.
+fn apply_fault(
+    shared: &Arc<Mutex<Shared>>,
+    ids: &BTreeMap<NodeId, madsim::task::NodeId>,
+    fault: &Fault,
+) {
+    let handle = Handle::current();
+    let net = NetSim::current();
+    let mut s = lock(shared);
+    let at_ms = s.now_ms();
+    tracing::info!(at_ms, ?fault, "fault");
+    s.observe(Observation::Fault { at_ms, fault });
+    let crash = |s: &mut Shared, node: &NodeId| {
+        let actors: Vec<Address> = s.machines[node]
+            .actors
+            .iter()
+            .map(|(a, _)| a.clone())
+            .collect();
+        let mut lost = 0u64;
+        for address in actors {
+            let disk = s.disks.entry(address).or_default();
+            let unsynced = disk.unsynced_batches();
+            // The batch being written at the power cut never lands; earlier unsynced
+            // ones may or may not have reached the platter.
+            let surviving = if unsynced == 0 {
+                0
+            } else {
+                madsim::rand::thread_rng().gen_range(0..unsynced)
+            };
+            lost += disk.crash(surviving) as u64;
+        }
+        s.down.insert(node.clone());
+        s.observe(Observation::Crashed {
+            at_ms,
+            node,
+            batches_lost: lost,
+        });
+    };
+    match fault {
+        Fault::Partition { groups } => {
+            for (i, left) in groups.iter().enumerate() {
+                for (j, right) in groups.iter().enumerate() {
+                    if i == j {
+                        continue;
+                    }
+                    for a in left {
+                        for b in right {
+                            net.clog_link(node_of(ids, a), node_of(ids, b));
+                            s.cut
+                                .insert((NodeId::new(a.as_str()), NodeId::new(b.as_str())));
+                        }
+                    }
+                }
+            }
+        }
+        Fault::PartitionOneWay { from, to } => {
+            net.clog_link(node_of(ids, from), node_of(ids, to));
+            s.cut
+                .insert((NodeId::new(from.as_str()), NodeId::new(to.as_str())));
+        }
+        Fault::Heal => {
+            for (a, b) in std::mem::take(&mut s.cut) {
+                net.unclog_link(ids[&a], ids[&b]);
+            }
+        }
+        Fault::Kill { node } => {
+            let id = NodeId::new(node.as_str());
+            if !s.down.contains(&id) {
+                handle.kill(node_of(ids, node));
+                crash(&mut s, &id);
+            }
+        }
+        Fault::Restart { node } => {
+            let id = NodeId::new(node.as_str());
+            if !s.down.contains(&id) {
+                handle.kill(node_of(ids, node));
+                crash(&mut s, &id);
+            }
+            s.down.remove(&id);
+            drop(s);
+            handle.restart(node_of(ids, node));
+        }
+        Fault::Pause { node } => handle.pause(node_of(ids, node)),
+        Fault::Resume { node } => handle.resume(node_of(ids, node)),
+        Fault::ClockSkew { node, offset_ms } => {
+            s.skew_ms.insert(NodeId::new(node.as_str()), *offset_ms);
+        }
+        Fault::Network {
+            latency_min_ms,
+            latency_max_ms,
+            loss_rate,
+            duplicate_rate,
+        } => {
+            s.duplicate_rate = *duplicate_rate;
+            let (min, max) = (*latency_min_ms, (*latency_max_ms).max(*latency_min_ms + 1));
+            net.update_config(|c| {
+                c.packet_loss_rate = *loss_rate;
+                c.send_latency = Duration::from_millis(min)..Duration::from_millis(max);
+            });
+        }
+    }
+}
+
+/// Sleeps until `target_ms` of simulated time, printing progress lines on the way.
+async fn sleep_until_ms(
+    shared: &Arc<Mutex<Shared>>,
+    target_ms: u64,
+    progress: Option<(u64, &str)>,
+) {
+    loop {
+        let (now_ms, start) = {
+            let s = lock(shared);
+            (s.now_ms(), s.start.expect("start is set before faults run"))
+        };
+        if now_ms >= target_ms {
+            return;
+        }
+        let mut next = target_ms;
+        if let Some((every, label)) = progress {
+            let tick = (now_ms / every + 1) * every;
+            if tick < target_ms {
+                next = tick;
+            }
+            if now_ms > 0 && now_ms % every == 0 {
+                let (events, duration) = {
+                    let s = lock(shared);
+                    (s.digest().events, s.duration_ms)
+                };
+                eprintln!(
+                    "keel sim: {label} t={:.1}s/{:.1}s events={events}",
+                    now_ms as f64 / 1000.0,
+                    duration as f64 / 1000.0
+                );
+            }
+        }
+        madsim::time::sleep_until(start + Duration::from_millis(next)).await;
+    }
+}
+
+/// Runs one simulation to completion and judges it.
+pub fn run(config: SimConfig) -> Result<RunSummary, SimError> {
+    config.network.validate().map_err(SimError::Invalid)?;
+    if config.machines.is_empty() {
+        return Err(SimError::Invalid(
+            "a cluster needs at least one machine".into(),
+        ));
+    }
+    let names: Vec<String> = config.machines.iter().map(|m| m.name.clone()).collect();
+    let unique: BTreeSet<&String> = names.iter().collect();
+    if unique.len() != names.len() || names.len() > 250 {
+        return Err(SimError::Invalid(
+            "machine names must be unique, at most 250 machines".into(),
+        ));
+    }
+    config.faults.validate(&names).map_err(SimError::Invalid)?;
+
+    let recorder = match &config.record {
+        Some(path) => {
+            let header = TraceHeader {
+                format_version: keel_engine::trace::TRACE_FORMAT_VERSION,
+                host: "sim".into(),
+                seed: config.seed,
+                config: serde_json::json!({
+                    "scenario": config.scenario,
+                    "duration_ms": config.duration_ms,
+                    "machines": config.machines,
+                    "network": config.network,
+                    "faults": config.faults,
+                }),
+                created_by: format!("keel {}", env!("CARGO_PKG_VERSION")),
+            };
+            let file = File::create(path).map_err(|e| SimError::Record {
+                path: path.display().to_string(),
+                error: e.to_string(),
+            })?;
+            Some(
+                TraceWriter::new(BufWriter::new(file), &header).map_err(|e| SimError::Record {
+                    path: path.display().to_string(),
+                    error: e.to_string(),
+                })?,
+            )
+        }
+        None => None,
+    };
+
+    let mut ips = BTreeMap::new();
+    let mut machines = BTreeMap::new();
+    for (index, machine) in config.machines.iter().enumerate() {
+        let node = NodeId::new(machine.name.as_str());
+        let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, index as u8 + 1));
+        ips.insert(node.clone(), ip);
+        machines.insert(node, machine.clone());
+    }
+    let shared = Arc::new(Mutex::new(Shared {
+        epoch_ns: SIM_EPOCH_UNIX_SECS * 1_000_000_000,
+        start: None,
+        machines,
+        ips,
+        disks: BTreeMap::new(),
+        cut: BTreeSet::new(),
+        skew_ms: BTreeMap::new(),
+        boots: BTreeMap::new(),
+        down: BTreeSet::new(),
+        duplicate_rate: config.network.duplicate_rate,
+        inbox_capacity: config.network.inbox_capacity,
+        local_queue_capacity: config.network.local_queue_capacity,
+        digest: TraceDigest::default(),
+        recorder,
+        record_error: None,
+        invariants: config.invariants,
+        violations: BTreeMap::new(),
+        actor_errors: Vec::new(),
+        next_message_id: 0,
+        stats: NetStats::default(),
+        duration_ms: config.duration_ms,
+        last_fault_ms: config.faults.last_fault_ms(),
+    }));
+
+    let mut madsim_config = madsim::Config::default();
+    madsim_config.net.packet_loss_rate = config.network.loss_rate;
+    madsim_config.net.send_latency = Duration::from_millis(config.network.latency_min_ms)
+        ..Duration::from_millis(
+            config
+                .network
+                .latency_max_ms
+                .max(config.network.latency_min_ms + 1),
+        );
+    let runtime = madsim::runtime::Runtime::with_seed_and_config(config.seed, madsim_config);
+
+    let wall_start = std::time::Instant::now();
+    let faults = config.faults.clone();
+    let duration_ms = config.duration_ms;
+    let progress = config.progress_every_ms;
+    let label = format!("{} seed {}", config.scenario, config.seed);
+    let main_shared = shared.clone();
+    runtime.block_on(async move {
+        let shared = main_shared;
+        let handle = Handle::current();
+        lock(&shared).start = Some(madsim::time::Instant::now());
+        let nodes: Vec<(NodeId, IpAddr)> = lock(&shared)
+            .ips
+            .iter()
+            .map(|(n, ip)| (n.clone(), *ip))
+            .collect();
+        let mut ids = BTreeMap::new();
+        for (node, ip) in nodes {
+            let init_shared = shared.clone();
+            let init_node = node.clone();
+            let handle = handle
+                .create_node()
+                .name(node.as_str())
+                .ip(ip)
+                .init(move || machine_main(init_shared.clone(), init_node.clone()))
+                .build();
+            ids.insert(node, handle.id());
+        }
+        let progress = progress.map(|every| (every.max(1), label.as_str()));
+        for timed in &faults.faults {
+            if timed.at_ms >= duration_ms {
+                break;
+            }
+            sleep_until_ms(&shared, timed.at_ms, progress).await;
+            apply_fault(&shared, &ids, &timed.fault);
+        }
+        sleep_until_ms(&shared, duration_ms, progress).await;
+    });
+    let wall_ms = wall_start.elapsed().as_millis() as u64;
+
+    let mut s = lock(&shared);
+    let now_ms = duration_ms;
+    let mut verdicts = Vec::new();
+    let mut invariants = std::mem::take(&mut s.invariants);
+    for (index, invariant) in invariants.iter_mut().enumerate() {
+        let world = World {
+            disks: &s.disks,
+            now_ms,
+            duration_ms,
+            last_fault_ms: s.last_fault_ms,
+        };
+        let (ok, detail) = match s.violations.get(&index) {
+            Some(detail) => (false, detail.clone()),
+            None => match invariant.finish(&world) {
+                Ok(detail) => (true, detail),
+                Err(detail) => (false, detail),
+            },
+        };
+        verdicts.push(Verdict {
+            name: invariant.name().to_string(),
+            ok,
+            detail,
+        });
+    }
+    verdicts.push(Verdict {
+        name: "actors-healthy".into(),
+        ok: s.actor_errors.is_empty(),
+        detail: if s.actor_errors.is_empty() {
+            "every actor built and handled every input".into()
+        } else {
+            s.actor_errors
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
+        },
+    });
+    let digest = s.digest();
+    if let Some(writer) = s.recorder.take() {
+        if let Err(e) = writer.finish::<Message>() {
+            s.record_error.get_or_insert_with(|| e.to_string());
+        }
+    }
+    if let (Some(error), Some(path)) = (&s.record_error, &config.record) {
+        return Err(SimError::Record {
+            path: path.display().to_string(),
+            error: error.clone(),
+        });
+    }
+    Ok(RunSummary {
+        scenario: config.scenario,
+        seed: config.seed,
+        trace_hash: format!("{:016x}", digest.hash()),
+        events: digest.events,
+        sim_time_ms: duration_ms,
+        wall_ms,
+        ok: verdicts.iter().all(|v| v.ok),
+        invariants: verdicts,
+        network: s.stats.clone(),
+    })
+}

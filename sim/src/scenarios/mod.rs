@@ -1,0 +1,58 @@
+//! Named scenarios for `keel sim --scenario NAME`: a cluster, its network, a fault
+//! schedule and the invariants that judge it.
+
+pub mod selftest;
+
+use crate::faults::FaultSchedule;
+use crate::host::{Machine, NetworkConfig};
+use crate::invariant::Invariant;
+
+/// What a scenario sets up for one run.
+pub struct Setup {
+    pub machines: Vec<Machine>,
+    pub network: NetworkConfig,
+    pub faults: FaultSchedule,
+}
+
+pub struct Scenario {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub default_duration_ms: u64,
+    /// Builds the run from the seed and duration (fault times scale with the duration).
+    pub build: fn(seed: u64, duration_ms: u64) -> Setup,
+    /// The checkers that judge a run, told which faults it will see.
+    pub invariants: fn(&FaultSchedule) -> Vec<Box<dyn Invariant + Send>>,
+}
+
+/// The scenario `keel sim` runs when none is named.
+pub const DEFAULT_SCENARIO: &str = "selftest";
+
+pub fn all() -> &'static [Scenario] {
+    &[
+        Scenario {
+            name: "selftest",
+            description: "3 machines run the self-test protocol through partitions, a kill/restart, a pause, clock skew, loss and duplication",
+            default_duration_ms: 30_000,
+            build: selftest::faulty,
+            invariants: selftest::invariants,
+        },
+        Scenario {
+            name: "selftest-calm",
+            description: "3 machines run the self-test protocol on a quiet network with no faults",
+            default_duration_ms: 10_000,
+            build: selftest::calm,
+            invariants: selftest::invariants,
+        },
+        Scenario {
+            name: "selftest-random",
+            description: "3 machines run the self-test protocol under a fault schedule drawn from the seed",
+            default_duration_ms: 30_000,
+            build: selftest::random,
+            invariants: selftest::invariants,
+        },
+    ]
+}
+
+pub fn find(name: &str) -> Option<&'static Scenario> {
+    all().iter().find(|s| s.name == name)
+}

@@ -1,0 +1,483 @@
+//! The self-test scenarios and their invariants.
+//!
+//! Invariants (see `keel_actors::selftest` for the protocol):
+//! * `ping-seq-monotonic` — a sender never reuses a ping sequence number, across
+//!   restarts (the reservation is synced before the ping leaves);
+//! * `acks-durable` — every pong sent is backed by a durable acknowledgement that a
+//!   crash cannot take back (checked at every restart and at the end);
+//! * `partitions-hold` — no message sent over a cut link is ever delivered;
+//! * `faults-took-effect` — the scheduled faults really happened: partitions cut
+//!   messages, crashes lost unsynced writes, machines restarted;
+//! * `liveness-after-heal` — once the last fault is over, every machine hears pongs
+//!   from every other machine again.
+
+use super::Setup;
+use crate::faults::{Fault, FaultSchedule, TimedFault};
+use crate::host::{Machine, NetworkConfig};
+use crate::invariant::{Invariant, Observation, World};
+use keel_actors::selftest::{acked_seq_in_storage, SelfTestConfig, SelfTestMessage, KIND};
+use keel_actors::Message;
+use keel_engine::{ActorSpec, Address, StartKind};
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, BTreeSet};
+
+const NODES: [&str; 3] = ["n1", "n2", "n3"];
+
+fn address(node: &str) -> Address {
+    Address::new(node, KIND, 0)
+}
+
+/// Three machines, each with one self-test actor that pings the other two.
+pub fn machines(nodes: &[&str], ping_interval_ms: u64) -> Vec<Machine> {
+    nodes
+        .iter()
+        .map(|node| {
+            let config = SelfTestConfig {
+                peers: nodes
+                    .iter()
+                    .filter(|n| *n != node)
+                    .map(|n| address(n))
+                    .collect(),
+                ping_interval_ms,
+            };
+            Machine {
+                name: node.to_string(),
+                actors: vec![(
+                    address(node),
+                    ActorSpec {
+                        kind: KIND.into(),
+                        config_json: serde_json::to_string(&config).expect("config serializes"),
+                    },
+                )],
+            }
+        })
+        .collect()
+}
+
+pub fn invariants(schedule: &FaultSchedule) -> Vec<Box<dyn Invariant + Send>> {
+    vec![
+        Box::new(PingSeqMonotonic::default()),
+        Box::new(AcksDurable::default()),
+        Box::new(PartitionsHold::default()),
+        Box::new(FaultsTookEffect::expecting(schedule)),
+        Box::new(LivenessAfterHeal::default()),
+    ]
+}
+
+fn setup(network: NetworkConfig, faults: FaultSchedule) -> Setup {
+    Setup {
+        machines: machines(&NODES, 100),
+        network,
+        faults,
+    }
+}
+
+fn lossy_network() -> NetworkConfig {
+    NetworkConfig {
+        latency_min_ms: 1,
+        latency_max_ms: 20,
+        loss_rate: 0.01,
+        duplicate_rate: 0.01,
+        ..NetworkConfig::default()
+    }
+}
+
+/// The default: one of every fault, at times scaled to the run's duration.
+pub fn faulty(_seed: u64, duration_ms: u64) -> Setup {
+    let at = |thirtieths: u64| duration_ms * thirtieths / 30;
+    let node = |n: &str| n.to_string();
+    let timed = |at_ms, fault| TimedFault { at_ms, fault };
+    let faults = FaultSchedule::new(vec![
+        timed(
+            at(3),
+            Fault::Partition {
+                groups: vec![vec![node("n1")], vec![node("n2"), node("n3")]],
+            },
+        ),
+        timed(at(6), Fault::Heal),
+        timed(
+            at(7),
+            Fault::PartitionOneWay {
+                from: node("n2"),
+                to: node("n3"),
+            },
+        ),
+        timed(at(9), Fault::Heal),
+        timed(at(10), Fault::Kill { node: node("n3") }),
+        timed(at(13), Fault::Restart { node: node("n3") }),
+        timed(at(14), Fault::Pause { node: node("n2") }),
+        timed(at(16), Fault::Resume { node: node("n2") }),
+        timed(
+            at(17),
+            Fault::ClockSkew {
+                node: node("n1"),
+                offset_ms: 1500,
+            },
+        ),
+        timed(
+            at(18),
+            Fault::Network {
+                latency_min_ms: 5,
+                latency_max_ms: 50,
+                loss_rate: 0.05,
+                duplicate_rate: 0.05,
+            },
+        ),
+        timed(
+            at(21),
+            Fault::Network {
+                latency_min_ms: 1,
+                latency_max_ms: 20,
+                loss_rate: 0.01,
+                duplicate_rate: 0.01,
+            },
+        ),
+        timed(at(22), Fault::Restart { node: node("n1") }),
+    ]);
+    setup(lossy_network(), faults)
+}
+
+pub fn calm(_seed: u64, _duration_ms: u64) -> Setup {
+    setup(NetworkConfig::default(), FaultSchedule::default())
+}
+
+pub fn random(seed: u64, duration_ms: u64) -> Setup {
+    let nodes: Vec<String> = NODES.iter().map(|n| n.to_string()).collect();
+    setup(lossy_network(), random_schedule(seed, &nodes, duration_ms))
+}
+
+/// A schedule drawn from `seed`: faults during the first 70% of the run, then heal,
+/// resume and restart everything so the end of the run can judge liveness.
+pub fn random_schedule(seed: u64, nodes: &[String], duration_ms: u64) -> FaultSchedule {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_fa17);
+    let window = duration_ms * 7 / 10;
+    let mut faults = Vec::new();
+    let count = rng.gen_range(3..10);
+    for _ in 0..count {
+        let at_ms = rng.gen_range(0..window.max(1));
+        let node = nodes[rng.gen_range(0..nodes.len())].clone();
+        let fault = match rng.gen_range(0..7) {
+            0 => {
+                let (left, right): (Vec<String>, Vec<String>) =
+                    nodes.iter().cloned().partition(|_| rng.gen_bool(0.5));
+                Fault::Partition {
+                    groups: vec![left, right],
+                }
+            }
+            1 => Fault::PartitionOneWay {
+                from: node,
+                to: nodes[rng.gen_range(0..nodes.len())].clone(),
+            },
+            2 => Fault::Kill { node },
+            3 => Fault::Restart { node },
+            4 => Fault::Pause { node },
+            5 => Fault::ClockSkew {
+                node,
+                offset_ms: rng.gen_range(-5000..5000),
+            },
+            _ => Fault::Network {
+                latency_min_ms: 1,
+                latency_max_ms: rng.gen_range(2..100),
+                loss_rate: rng.gen_range(0.0..0.2),
+                duplicate_rate: rng.gen_range(0.0..0.1),
+            },
+        };
+        faults.push(TimedFault { at_ms, fault });
+    }
+    faults.push(TimedFault {
+        at_ms: window,
+        fault: Fault::Heal,
+    });
+    for node in nodes {
+        faults.push(TimedFault {
+            at_ms: window,
+            fault: Fault::Resume { node: node.clone() },
+        });
+        faults.push(TimedFault {
+            at_ms: window,
+            fault: Fault::Restart { node: node.clone() },
+        });
+    }
+    faults.push(TimedFault {
+        at_ms: window,
+        fault: Fault::Network {
+            latency_min_ms: 1,
+            latency_max_ms: 20,
+            loss_rate: 0.01,
+            duplicate_rate: 0.01,
+        },
+    });
+    FaultSchedule::new(faults)
+}
+
+/// A sender never reuses a sequence number towards a receiver.
+#[derive(Default)]
+pub struct PingSeqMonotonic {
+    last: BTreeMap<(Address, Address), u64>,
+    pings: u64,
+}
+
+impl Invariant for PingSeqMonotonic {
+    fn name(&self) -> &'static str {
+        "ping-seq-monotonic"
+    }
+    fn observe(&mut self, observation: &Observation<'_>, _world: &World<'_>) -> Result<(), String> {
+        if let Observation::Sent {
+            from,
+            to,
+            msg: Message::SelfTest(SelfTestMessage::Ping { seq, .. }),
+            ..
+        } = observation
+        {
+            self.pings += 1;
+            let last = self
+                .last
+                .entry(((*from).clone(), (*to).clone()))
+                .or_insert(0);
+            if *seq <= *last {
+                return Err(format!("{from} sent ping {seq} to {to} after ping {last}"));
+            }
+            *last = *seq;
+        }
+        Ok(())
+    }
+    fn finish(&mut self, _world: &World<'_>) -> Result<String, String> {
+        if self.pings == 0 {
+            return Err("no pings were sent".into());
+        }
+        Ok(format!(
+            "{} pings, sequence numbers strictly increasing per link",
+            self.pings
+        ))
+    }
+}
+
+/// Every pong is backed by a durable acknowledgement.
+#[derive(Default)]
+pub struct AcksDurable {
+    /// (acknowledger, pinger) → highest sequence acknowledged by a pong.
+    promised: BTreeMap<(Address, Address), u64>,
+    checks: u64,
+}
+
+impl AcksDurable {
+    fn check(&mut self, world: &World<'_>, only: Option<&Address>) -> Result<(), String> {
+        for ((acker, pinger), seq) in &self.promised {
+            if only.is_some_and(|o| o != acker) {
+                continue;
+            }
+            self.checks += 1;
+            let durable = world
+                .disks
+                .get(acker)
+                .map(|d| acked_seq_in_storage(d, pinger))
+                .unwrap_or(0);
+            if durable < *seq {
+                return Err(format!("{acker} acknowledged ping {seq} from {pinger} but its disk holds only {durable}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Invariant for AcksDurable {
+    fn name(&self) -> &'static str {
+        "acks-durable"
+    }
+    fn observe(&mut self, observation: &Observation<'_>, world: &World<'_>) -> Result<(), String> {
+        match observation {
+            Observation::Sent {
+                from,
+                to,
+                msg: Message::SelfTest(SelfTestMessage::Pong { seq, .. }),
+                ..
+            } => {
+                let promised = self
+                    .promised
+                    .entry(((*from).clone(), (*to).clone()))
+                    .or_insert(0);
+                *promised = (*promised).max(*seq);
+                Ok(())
+            }
+            Observation::Started {
+                actor,
+                kind: StartKind::Restart,
+                ..
+            } => self.check(world, Some(actor)),
+            _ => Ok(()),
+        }
+    }
+    fn finish(&mut self, world: &World<'_>) -> Result<String, String> {
+        self.check(world, None)?;
+        Ok(format!(
+            "{} acknowledgements checked against disks after crashes",
+            self.checks
+        ))
+    }
+}
+
+/// Nothing sent across a cut link arrives.
+#[derive(Default)]
+pub struct PartitionsHold {
+    cut: BTreeSet<u64>,
+}
+
+impl Invariant for PartitionsHold {
+    fn name(&self) -> &'static str {
+        "partitions-hold"
+    }
+    fn observe(&mut self, observation: &Observation<'_>, _world: &World<'_>) -> Result<(), String> {
+        match observation {
+            Observation::Sent { id, cut: true, .. } => {
+                self.cut.insert(*id);
+            }
+            Observation::Delivered { id, from, to, .. } if self.cut.contains(id) => {
+                return Err(format!(
+                    "message {id} from {from} to {to} crossed a partition"
+                ));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+    fn finish(&mut self, _world: &World<'_>) -> Result<String, String> {
+        Ok(format!(
+            "{} messages cut by partitions, none delivered",
+            self.cut.len()
+        ))
+    }
+}
+
+/// The faults in the schedule really happened.
+#[derive(Default)]
+pub struct FaultsTookEffect {
+    expect_partition: bool,
+    expect_crash: bool,
+    cut: u64,
+    crashes: u64,
+    batches_lost: u64,
+    restarts: u64,
+    duplicates_delivered: u64,
+    seen: BTreeSet<u64>,
+}
+
+impl FaultsTookEffect {
+    pub fn expecting(schedule: &FaultSchedule) -> Self {
+        let mut me = FaultsTookEffect::default();
+        for timed in &schedule.faults {
+            match timed.fault {
+                Fault::Partition { ref groups }
+                    if groups.iter().filter(|g| !g.is_empty()).count() > 1 =>
+                {
+                    me.expect_partition = true
+                }
+                Fault::PartitionOneWay { ref from, ref to } if from != to => {
+                    me.expect_partition = true
+                }
+                Fault::Kill { .. } | Fault::Restart { .. } => me.expect_crash = true,
+                _ => {}
+            }
+        }
+        me
+    }
+}
+
+impl Invariant for FaultsTookEffect {
+    fn name(&self) -> &'static str {
+        "faults-took-effect"
+    }
+    fn observe(&mut self, observation: &Observation<'_>, _world: &World<'_>) -> Result<(), String> {
+        match observation {
+            Observation::Sent { cut: true, .. } => self.cut += 1,
+            Observation::Crashed { batches_lost, .. } => {
+                self.crashes += 1;
+                self.batches_lost += batches_lost;
+            }
+            Observation::Started {
+                kind: StartKind::Restart,
+                ..
+            } => self.restarts += 1,
+            Observation::Delivered { id, .. } => {
+                if !self.seen.insert(*id) {
+                    self.duplicates_delivered += 1;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+    fn finish(&mut self, _world: &World<'_>) -> Result<String, String> {
+        let detail = format!(
+            "{} messages cut by partitions; {} crashes lost {} unsynced batches; {} restarts; {} duplicate deliveries",
+            self.cut, self.crashes, self.batches_lost, self.restarts, self.duplicates_delivered
+        );
+        if self.expect_partition && self.cut == 0 {
+            return Err(format!(
+                "a partition was scheduled but cut nothing: {detail}"
+            ));
+        }
+        if self.expect_crash && (self.crashes == 0 || self.batches_lost == 0 || self.restarts == 0)
+        {
+            return Err(format!(
+                "a crash was scheduled but lost nothing or never restarted: {detail}"
+            ));
+        }
+        Ok(detail)
+    }
+}
+
+/// After the last fault (plus settling time), every machine hears every other again.
+#[derive(Default)]
+pub struct LivenessAfterHeal {
+    heard: BTreeSet<(Address, Address)>,
+    peers: BTreeSet<Address>,
+}
+
+/// Time allowed after the last fault for restarts and reconnection.
+const SETTLE_MS: u64 = 2_000;
+
+impl Invariant for LivenessAfterHeal {
+    fn name(&self) -> &'static str {
+        "liveness-after-heal"
+    }
+    fn observe(&mut self, observation: &Observation<'_>, world: &World<'_>) -> Result<(), String> {
+        if let Observation::Delivered {
+            at_ms,
+            from,
+            to,
+            msg: Message::SelfTest(SelfTestMessage::Pong { .. }),
+            ..
+        } = observation
+        {
+            self.peers.insert((*from).clone());
+            self.peers.insert((*to).clone());
+            if *at_ms > world.last_fault_ms + SETTLE_MS {
+                self.heard.insert(((*to).clone(), (*from).clone()));
+            }
+        }
+        Ok(())
+    }
+    fn finish(&mut self, world: &World<'_>) -> Result<String, String> {
+        if world.duration_ms < world.last_fault_ms + 2 * SETTLE_MS {
+            return Ok("not judged: the run ends too soon after the last fault".into());
+        }
+        let mut missing = Vec::new();
+        for a in &self.peers {
+            for b in &self.peers {
+                if a != b && !self.heard.contains(&(a.clone(), b.clone())) {
+                    missing.push(format!("{a} never heard {b}"));
+                }
+            }
+        }
+        if self.peers.is_empty() {
+            return Err("no pong was ever delivered".into());
+        }
+        if !missing.is_empty() {
+            return Err(format!("after the last fault: {}", missing.join(", ")));
+        }
+        Ok(format!(
+            "all {} machines exchanged pongs after the last fault",
+            self.peers.len()
+        ))
+    }
+}

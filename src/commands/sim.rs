@@ -1,0 +1,236 @@
+//! `keel sim` and `keel scenarios`.
+
+use super::{bad_input, parse_duration, EXIT_FAILED, EXIT_OK};
+use keel_sim::scenarios::{self, DEFAULT_SCENARIO};
+use keel_sim::{reproduce_command, FaultSchedule, RunSummary};
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct SimArgs {
+    /// The seed (default: $MADSIM_TEST_SEED, else one drawn from the clock and printed).
+    #[arg(long, conflicts_with = "seeds")]
+    seed: Option<u64>,
+    /// Run every seed of a range: `A..B` (B excluded) or `A..=B`.
+    #[arg(long)]
+    seeds: Option<String>,
+    /// Simulated duration: `30s`, `500ms`, `2m` (default: the scenario's own).
+    #[arg(long)]
+    duration: Option<String>,
+    /// Which scenario to run (`keel scenarios` lists them).
+    #[arg(long, default_value = DEFAULT_SCENARIO)]
+    scenario: String,
+    /// Write every actor input to this trace file (`keel replay FILE` re-runs it).
+    #[arg(long)]
+    record: Option<PathBuf>,
+    /// A JSON fault schedule to use instead of the scenario's own.
+    #[arg(long)]
+    faults: Option<PathBuf>,
+    /// Print the summary as JSON (one line per seed).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Parses `A..B` or `A..=B` into the seeds it names.
+pub fn parse_seed_range(text: &str) -> Result<std::ops::Range<u64>, String> {
+    let not_a_range =
+        || format!("seed range {text:?} is not a range: expected A..B or A..=B, such as 1..20");
+    let (start, end, inclusive) = if let Some((a, b)) = text.split_once("..=") {
+        (a, b, true)
+    } else if let Some((a, b)) = text.split_once("..") {
+        (a, b, false)
+    } else {
+        return Err(not_a_range());
+    };
+    let start: u64 = start.trim().parse().map_err(|_| not_a_range())?;
+    let mut end: u64 = end.trim().parse().map_err(|_| not_a_range())?;
+    if inclusive {
+        end = end.checked_add(1).ok_or_else(not_a_range)?;
+    }
+    if start >= end {
+        return Err(format!("seed range {text:?} is empty"));
+    }
+    if end - start > 1_000_000 {
+        return Err(format!("seed range {text:?} has more than 1000000 seeds"));
+    }
+    Ok(start..end)
+}
+
+fn default_seed() -> Result<u64, String> {
+    match std::env::var("MADSIM_TEST_SEED") {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| format!("MADSIM_TEST_SEED={text:?} is not a number")),
+        Err(_) => Ok(std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64 % 1_000_000_000)
+            .unwrap_or(1)),
+    }
+}
+
+fn print_human(summary: &RunSummary) {
+    let speed = if summary.wall_ms == 0 {
+        f64::INFINITY
+    } else {
+        summary.sim_time_ms as f64 / summary.wall_ms as f64
+    };
+    println!(
+        "{} seed {}: {} — {} events, {:.1} s simulated in {:.2} s wall ({:.1}× real time), trace hash {}",
+        summary.scenario,
+        summary.seed,
+        if summary.ok { "ok" } else { "FAILED" },
+        summary.events,
+        summary.sim_time_ms as f64 / 1000.0,
+        summary.wall_ms as f64 / 1000.0,
+        speed,
+        summary.trace_hash
+    );
+    for verdict in &summary.invariants {
+        println!(
+            "  {} {:<22} {}",
+            if verdict.ok { "ok  " } else { "FAIL" },
+            verdict.name,
+            verdict.detail
+        );
+    }
+    let n = &summary.network;
+    println!(
+        "  network: {} sent, {} delivered, {} cut by partitions, {} duplicated, {} dropped at full inboxes",
+        n.sent, n.delivered, n.cut_by_partition, n.duplicated, n.inbox_overflow
+    );
+}
+
+pub fn run(args: SimArgs) -> u8 {
+    super::init_logging("warn");
+    let Some(scenario) = scenarios::find(&args.scenario) else {
+        let names: Vec<&str> = scenarios::all().iter().map(|s| s.name).collect();
+        return bad_input(format!(
+            "unknown scenario {:?} (known: {})",
+            args.scenario,
+            names.join(", ")
+        ));
+    };
+    let duration_ms = match &args.duration {
+        Some(text) => match parse_duration(text) {
+            Ok(d) => d.as_millis() as u64,
+            Err(e) => return bad_input(e),
+        },
+        None => scenario.default_duration_ms,
+    };
+    let seeds = match (&args.seeds, args.seed) {
+        (Some(range), _) => match parse_seed_range(range) {
+            Ok(r) => r,
+            Err(e) => return bad_input(e),
+        },
+        (None, Some(seed)) => seed..seed.saturating_add(1),
+        (None, None) => match default_seed() {
+            Ok(seed) => seed..seed.saturating_add(1),
+            Err(e) => return bad_input(e),
+        },
+    };
+    if args.record.is_some() && seeds.end - seeds.start > 1 {
+        return bad_input("--record takes a single --seed, not a range");
+    }
+    let faults = match &args.faults {
+        Some(path) => {
+            let text = match std::fs::read_to_string(path) {
+                Ok(t) => t,
+                Err(e) => {
+                    return bad_input(format!(
+                        "cannot read fault schedule {}: {e}",
+                        path.display()
+                    ))
+                }
+            };
+            match serde_json::from_str::<FaultSchedule>(&text) {
+                Ok(s) => Some(FaultSchedule::new(s.faults)),
+                Err(e) => {
+                    return bad_input(format!(
+                        "fault schedule {} is not valid: {e}",
+                        path.display()
+                    ))
+                }
+            }
+        }
+        None => None,
+    };
+
+    let total = seeds.end - seeds.start;
+    let mut failed = Vec::new();
+    for (index, seed) in seeds.enumerate() {
+        if total > 1 {
+            eprintln!("keel sim: seed {seed} ({}/{total})", index + 1);
+        }
+        let progress = (duration_ms >= 20_000).then_some(10_000);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            keel_sim::run_scenario(
+                scenario,
+                seed,
+                duration_ms,
+                args.record.clone(),
+                progress,
+                faults.clone(),
+            )
+        }));
+        let reproduce = reproduce_command(scenario.name, seed, duration_ms);
+        match outcome {
+            Ok(Ok(summary)) => {
+                if args.json {
+                    println!("{}", serde_json::to_string(&summary).unwrap_or_default());
+                } else {
+                    print_human(&summary);
+                }
+                if !summary.ok {
+                    eprintln!(
+                        "FAILED: {} seed {seed}; reproduce with: {reproduce}",
+                        scenario.name
+                    );
+                    failed.push(seed);
+                }
+            }
+            Ok(Err(e)) => return bad_input(e),
+            Err(_panic) => {
+                eprintln!(
+                    "FAILED: {} seed {seed} panicked; reproduce with: {reproduce}",
+                    scenario.name
+                );
+                failed.push(seed);
+            }
+        }
+    }
+    if failed.is_empty() {
+        EXIT_OK
+    } else {
+        if total > 1 {
+            eprintln!("{} of {total} seeds failed: {:?}", failed.len(), failed);
+        }
+        EXIT_FAILED
+    }
+}
+
+pub fn list_scenarios() -> u8 {
+    for scenario in scenarios::all() {
+        let default = if scenario.name == DEFAULT_SCENARIO {
+            " (default)"
+        } else {
+            ""
+        };
+        println!("{:<16} {}{}", scenario.name, scenario.description, default);
+    }
+    EXIT_OK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Seed ranges parse in both forms and reject non-ranges.
+    #[test]
+    fn seed_ranges() {
+        assert_eq!(parse_seed_range("1..4").unwrap(), 1..4);
+        assert_eq!(parse_seed_range("1..=4").unwrap(), 1..5);
+        assert!(parse_seed_range("5..3").unwrap_err().contains("empty"));
+        assert!(parse_seed_range("abc").unwrap_err().contains("not a range"));
+        assert!(parse_seed_range("1..x").is_err());
+    }
+}
