@@ -34,6 +34,8 @@ enum Command {
     },
     /// List the simulation scenarios.
     Scenarios,
+    /// Run one real machine of the self-test protocol over TCP (until the store lands).
+    Selftest(commands::node::NodeArgs),
     /// Print keel's version, wire and trace format versions.
     Version,
 }
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Command::Sim(args) => commands::sim::run(args),
         Command::Replay { file, json } => commands::replay::run(&file, json),
         Command::Scenarios => commands::sim::list_scenarios(),
+        Command::Selftest(args) => commands::node::run(args),
         Command::Version => commands::version(),
     };
     ExitCode::from(code)

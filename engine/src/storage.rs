@@ -50,6 +50,9 @@ pub enum StorageError {
     Corrupt(String),
 }
 
+/// Key-value pairs in key order, as scans return them.
+pub type KeyValues = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Ordered key-value storage with batches and explicit durability.
 pub trait Storage {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
@@ -59,14 +62,14 @@ pub trait Storage {
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+    ) -> Result<KeyValues, StorageError>;
     fn write(&mut self, batch: &WriteBatch) -> Result<(), StorageError>;
     /// Makes every write so far durable (fsync in real mode).
     fn sync(&mut self) -> Result<(), StorageError>;
 }
 
 /// Everything in a storage, in key order (used for trace snapshots).
-pub fn dump(storage: &dyn Storage) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+pub fn dump(storage: &dyn Storage) -> Result<KeyValues, StorageError> {
     storage.scan(&[], None, usize::MAX)
 }
 
@@ -151,7 +154,7 @@ impl Storage for MemStorage {
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    ) -> Result<KeyValues, StorageError> {
         use std::ops::Bound;
         let upper = match end {
             Some(e) => Bound::Excluded(e.to_vec()),

@@ -44,7 +44,7 @@ pub enum RecordedInput<M> {
         kind: StartKind,
         spec: ActorSpec,
         rng_seed: u64,
-        storage: Vec<(Vec<u8>, Vec<u8>)>,
+        storage: crate::storage::KeyValues,
     },
     Message {
         from: Address,

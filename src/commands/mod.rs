@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 a run that failed its checks (or a replay that diverged),
 //! 2 bad input (flags, files), reported as one line on stderr.
 
+pub mod node;
 pub mod replay;
 pub mod sim;
 
@@ -80,6 +81,7 @@ pub fn init_logging(default: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 

@@ -8,7 +8,7 @@ use std::io::BufReader;
 use std::path::Path;
 
 pub fn run(path: &Path, json: bool) -> u8 {
-    super::init_logging("warn");
+    super::init_logging("warn,madsim=error");
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) => return bad_input(format!("cannot open trace {}: {e}", path.display())),

@@ -101,7 +101,7 @@ fn print_human(summary: &RunSummary) {
 }
 
 pub fn run(args: SimArgs) -> u8 {
-    super::init_logging("warn");
+    super::init_logging("warn,madsim=error");
     let Some(scenario) = scenarios::find(&args.scenario) else {
         let names: Vec<&str> = scenarios::all().iter().map(|s| s.name).collect();
         return bad_input(format!(

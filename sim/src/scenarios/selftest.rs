@@ -400,9 +400,7 @@ impl Invariant for FaultsTookEffect {
                 ..
             } => self.restarts += 1,
             Observation::Delivered { id, .. } => {
-                if !self.seen.insert(*id) {
-                    self.duplicates_delivered += 1;
-                }
+                self.duplicates_delivered += u64::from(!self.seen.insert(*id));
             }
             Observation::Fault { at_ms, fault } => match fault {
                 Fault::Partition { groups } => {
@@ -420,10 +418,10 @@ impl Invariant for FaultsTookEffect {
                         self.partition_since_ms.get_or_insert(*at_ms);
                     }
                 }
-                Fault::PartitionOneWay { from, to } => {
-                    if from != to && !self.stopped.contains(from) {
-                        self.partition_since_ms.get_or_insert(*at_ms);
-                    }
+                Fault::PartitionOneWay { from, to }
+                    if from != to && !self.stopped.contains(from) =>
+                {
+                    self.partition_since_ms.get_or_insert(*at_ms);
                 }
                 Fault::Heal => self.partition_ends(*at_ms),
                 Fault::Kill { node } | Fault::Pause { node } => {

@@ -1,0 +1,784 @@
+//! The actix host: runs one machine's actors as actix actors in one process.
+//!
+//! Owns: the process's actix `System`, one actix actor per engine actor (its
+//! [`ActorCell`] and [`SledStorage`]), local routing, the node's sled database, the
+//! trace file, the status line and shutdown. Touches: the network through
+//! [`Transport`], the data directory, the trace file, the clock and the process RNG.
+//!
+//! Everything runs on the actix system's single thread, so the actors, the router and
+//! the trace writer share state through `Rc`/`RefCell` and no step ever runs
+//! concurrently with another.
+//!
+//! Choices a reader might not guess:
+//! * time is the wall clock (`SystemTime` since the Unix epoch, nanoseconds); a clock
+//!   that reads before 1970 gives 0 rather than a panic;
+//! * each actor's RNG seed is the process seed (drawn once from `rand::random`, printed
+//!   and written into the trace header) hashed with the actor's address, so actors of
+//!   one process differ and a trace names the seed every actor got;
+//! * an actor whose sled tree already holds data starts with `StartKind::Restart`;
+//! * local messages go through the destination actor's actix mailbox, bounded at
+//!   `inbox_capacity`; a full mailbox drops the message, like a full send queue on the
+//!   TCP bus (at-most-once everywhere, as in the simulator).
+
+use crate::sled_storage::SledStorage;
+use crate::transport::{
+    BoundListener, Inbox, SendOutcome, Transport, TransportConfig, TransportError, TransportStats,
+};
+use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, MessageResult};
+use keel_actors::{Message, Registry};
+use keel_engine::trace::{StableHasher, TRACE_FORMAT_VERSION};
+use keel_engine::{
+    ActorCell, ActorFactory, ActorSpec, Address, Envelope, NodeId, StartKind, Step, Time,
+    TimerFiring, TraceEvent, TraceHeader, TraceWriter,
+};
+use serde::{Deserialize, Serialize};
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::BufWriter;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Accepted status intervals: under 10 ms would flood the log, over a day is a typo.
+const STATUS_INTERVAL_MS_RANGE: (u64, u64) = (10, 86_400_000);
+
+fn default_status_interval_ms() -> u64 {
+    5000
+}
+
+/// Everything one node process needs. As JSON, only `node`, `listen`, `data_dir` and
+/// `actors` are required; unknown fields are refused so that a typo is not ignored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This machine's name; every actor address below must be on it.
+    pub node: NodeId,
+    /// Where the bus listens for peers.
+    pub listen: SocketAddr,
+    /// The other nodes and where their buses listen.
+    #[serde(default)]
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// The sled database directory (created if missing).
+    pub data_dir: PathBuf,
+    /// The actors this process hosts.
+    pub actors: Vec<(Address, ActorSpec)>,
+    /// Write a trace of every input to this file.
+    #[serde(default)]
+    pub record: Option<PathBuf>,
+    #[serde(default)]
+    pub transport: TransportConfig,
+    /// How often the status line is logged (10 ms to a day).
+    #[serde(default = "default_status_interval_ms")]
+    pub status_interval_ms: u64,
+    /// Stop after this long; `None` runs until SIGINT or SIGTERM.
+    #[serde(default)]
+    pub run_for_ms: Option<u64>,
+}
+
+impl NodeConfig {
+    /// Checks the configuration before anything is opened or bound.
+    pub fn validate(&self) -> Result<(), RuntimeError> {
+        let invalid = |message: String| Err(RuntimeError::Config(message));
+        if self.node.as_str().is_empty() {
+            return invalid("the node name is empty".into());
+        }
+        if self.peers.contains_key(&self.node) {
+            return invalid(format!(
+                "the peer list names this node ({}) itself; list only the other nodes",
+                self.node
+            ));
+        }
+        let (low, high) = STATUS_INTERVAL_MS_RANGE;
+        if self.status_interval_ms < low || self.status_interval_ms > high {
+            return invalid(format!(
+                "status_interval_ms must be within {low}..={high}, got {}",
+                self.status_interval_ms
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (address, _spec) in &self.actors {
+            if address.node != self.node {
+                return invalid(format!(
+                    "actor {address} is on node {}, but this process is node {}",
+                    address.node, self.node
+                ));
+            }
+            if !seen.insert(address) {
+                return invalid(format!("actor {address} is listed twice"));
+            }
+        }
+        self.transport.validate()?;
+        Ok(())
+    }
+}
+
+/// What a node did, returned when it stops.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NodeReport {
+    pub node: NodeId,
+    /// Each actor's final status, by address.
+    pub actors: BTreeMap<String, serde_json::Value>,
+    pub transport: TransportStats,
+    pub host: HostStats,
+    /// The process seed every actor's RNG seed was derived from.
+    pub seed: u64,
+    /// What stopped the node: "run_for_ms elapsed", "SIGINT" or "SIGTERM".
+    pub stopped_by: String,
+    /// Events written to the trace, when recording.
+    pub trace_events: Option<u64>,
+    /// The trace hash, when recording.
+    pub trace_hash: Option<u64>,
+}
+
+/// Counters of the host's own routing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostStats {
+    /// Messages handed to a local actor's mailbox (from a local actor or the bus).
+    pub delivered_local: u64,
+    /// Messages dropped because the local destination's mailbox was full.
+    pub dropped_mailbox_full: u64,
+    /// Messages for an actor this node does not host.
+    pub dropped_unknown_actor: u64,
+    /// Inputs an actor could not handle (reported by the cell).
+    pub step_errors: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("invalid node configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("cannot use the data directory {}: {message} (check that it is writable and that no other keel process uses it)", .dir.display())]
+    Storage { dir: PathBuf, message: String },
+    #[error("cannot start actor {address}: {reason}")]
+    Actor { address: Address, reason: String },
+    #[error("cannot write the trace file {}: {source}", .path.display())]
+    Trace {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// The wall clock as the engine's time.
+fn now() -> Time {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| Time(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)))
+        .unwrap_or_default()
+}
+
+/// An actor's RNG seed: the process seed hashed with its address.
+fn actor_seed(process_seed: u64, address: &Address) -> u64 {
+    let mut hasher = StableHasher::default();
+    hasher.update(&process_seed.to_le_bytes());
+    hasher.update(address.to_string().as_bytes());
+    hasher.finish()
+}
+
+/// The open trace file; recording stops (with an error logged) at the first failed write.
+struct TraceSink {
+    path: PathBuf,
+    writer: Option<TraceWriter<BufWriter<File>>>,
+}
+
+/// What every actor of the node shares (single-threaded: see the module docs).
+struct Shared {
+    node: NodeId,
+    local: BTreeMap<Address, Addr<ActorHost>>,
+    transport: Transport,
+    trace: RefCell<Option<TraceSink>>,
+    stats: Cell<HostStats>,
+}
+
+impl Shared {
+    fn count(&self, bump: impl FnOnce(&mut HostStats)) {
+        let mut stats = self.stats.get();
+        bump(&mut stats);
+        self.stats.set(stats);
+    }
+
+    fn record(&self, event: &TraceEvent<Message>) {
+        let mut trace = self.trace.borrow_mut();
+        let Some(sink) = trace.as_mut() else { return };
+        let Some(writer) = sink.writer.as_mut() else {
+            return;
+        };
+        if let Err(error) = writer.write_event(event) {
+            tracing::error!(path = %sink.path.display(), %error,
+                "writing the trace failed; recording stops here");
+            sink.writer = None;
+        }
+    }
+
+    /// Hands `msg` to a local actor's mailbox, or drops it (counted) if it cannot.
+    fn deliver_local(&self, from: Address, to: &Address, msg: Message) {
+        let Some(addr) = self.local.get(to) else {
+            self.count(|s| s.dropped_unknown_actor += 1);
+            tracing::warn!(%from, %to, "message for an actor this node does not host; dropped");
+            return;
+        };
+        match addr.try_send(Deliver { from, msg }) {
+            Ok(()) => self.count(|s| s.delivered_local += 1),
+            Err(actix::prelude::SendError::Full(_)) => {
+                self.count(|s| s.dropped_mailbox_full += 1);
+                tracing::debug!(%to, "mailbox full; message dropped");
+            }
+            // The actor has stopped: the node is shutting down.
+            Err(actix::prelude::SendError::Closed(_)) => {}
+        }
+    }
+
+    /// Releases one send of a step: to a local mailbox or onto the bus.
+    fn route(&self, from: &Address, to: &Address, msg: &Message) {
+        if to.node == self.node {
+            self.deliver_local(from.clone(), to, msg.clone());
+            return;
+        }
+        let envelope = Envelope::new(from.clone(), to.clone(), msg.clone());
+        // The transport counts its own drops; unknown nodes and oversized messages are
+        // configuration or actor bugs worth a warning each time.
+        match self.transport.send(&envelope) {
+            SendOutcome::Queued | SendOutcome::DroppedQueueFull | SendOutcome::Stopped => {}
+            SendOutcome::UnknownNode => {
+                tracing::warn!(%from, %to, "message for a node that is not a configured peer; dropped");
+            }
+            SendOutcome::TooLarge => {
+                tracing::warn!(%from, %to, "message larger than max_frame_bytes; dropped");
+            }
+        }
+    }
+}
+
+/// A message for a hosted actor.
+struct Deliver {
+    from: Address,
+    msg: Message,
+}
+
+impl actix::Message for Deliver {
+    type Result = ();
+}
+
+/// Asks a hosted actor for its status JSON.
+struct GetStatus;
+
+impl actix::Message for GetStatus {
+    type Result = serde_json::Value;
+}
+
+/// One engine actor as an actix actor.
+struct ActorHost {
+    cell: ActorCell<Message>,
+    storage: SledStorage,
+    shared: Rc<Shared>,
+    /// The start step, released once the actix actor runs (when every local mailbox
+    /// exists, so its sends can be routed).
+    pending_start: Option<Step<Message>>,
+}
+
+impl ActorHost {
+    /// After a step: its writes are already in storage, so release its sends, then
+    /// schedule its timers.
+    fn release(&mut self, mut step: Step<Message>, ctx: &mut Context<Self>) {
+        let me = self.cell.address().clone();
+        if let Some(error) = &step.error {
+            self.shared.count(|s| s.step_errors += 1);
+            tracing::warn!(actor = %me, %error, "actor could not handle an input");
+        }
+        if let Some(event) = step.event.take() {
+            self.shared.record(&event);
+        }
+        for (to, msg) in step.sends() {
+            self.shared.route(&me, to, msg);
+        }
+        for (firing, after_ms) in step.timers {
+            ctx.run_later(Duration::from_millis(after_ms), move |host, ctx| {
+                host.fire(&firing, ctx);
+            });
+        }
+    }
+
+    fn fire(&mut self, firing: &TimerFiring, ctx: &mut Context<Self>) {
+        // `None`: the timer was reset or cancelled since; nothing to do.
+        if let Some(step) = self.cell.fire(now(), firing, &mut self.storage) {
+            self.release(step, ctx);
+        }
+    }
+}
+
+impl Actor for ActorHost {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(step) = self.pending_start.take() {
+            self.release(step, ctx);
+        }
+    }
+}
+
+impl Handler<Deliver> for ActorHost {
+    type Result = ();
+
+    fn handle(&mut self, delivery: Deliver, ctx: &mut Context<Self>) {
+        let step = self
+            .cell
+            .deliver(now(), delivery.from, delivery.msg, &mut self.storage);
+        self.release(step, ctx);
+    }
+}
+
+impl Handler<GetStatus> for ActorHost {
+    type Result = MessageResult<GetStatus>;
+
+    fn handle(&mut self, _: GetStatus, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.cell.status())
+    }
+}
+
+/// Stops an actor; used at shutdown so no step runs after storage is flushed.
+struct Stop;
+
+impl actix::Message for Stop {
+    type Result = ();
+}
+
+impl Handler<Stop> for ActorHost {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+/// Runs a node until `run_for_ms` elapses or SIGINT/SIGTERM arrives; see the crate docs
+/// for the drive loop. Blocks the calling thread.
+pub fn run_node(config: NodeConfig) -> Result<NodeReport, RuntimeError> {
+    config.validate()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(RuntimeError::Runtime)?;
+    let system = actix::System::with_tokio_rt(move || runtime);
+    let result = system.block_on(run_node_inside_system(config));
+    // Dropping the system drops every actor, and with them the last database handles.
+    drop(system);
+    result
+}
+
+/// Opens the trace file and writes its header.
+fn open_trace(
+    path: &PathBuf,
+    config: &NodeConfig,
+    seed: u64,
+) -> Result<TraceWriter<BufWriter<File>>, RuntimeError> {
+    let trace_error = |source| RuntimeError::Trace {
+        path: path.clone(),
+        source,
+    };
+    let file = File::create(path).map_err(trace_error)?;
+    let config_json = serde_json::to_value(config).unwrap_or_else(|error| {
+        tracing::warn!(%error, "node configuration does not render as JSON; trace header omits it");
+        serde_json::Value::Null
+    });
+    let header = TraceHeader {
+        format_version: TRACE_FORMAT_VERSION,
+        host: "real".into(),
+        seed,
+        config: config_json,
+        created_by: format!("keel-runtimes {}", env!("CARGO_PKG_VERSION")),
+    };
+    TraceWriter::new(BufWriter::new(file), &header).map_err(trace_error)
+}
+
+/// An actor built and started, not yet running under actix.
+struct StartedActor {
+    cell: ActorCell<Message>,
+    storage: SledStorage,
+    start: Step<Message>,
+}
+
+async fn run_node_inside_system(config: NodeConfig) -> Result<NodeReport, RuntimeError> {
+    let seed: u64 = rand::random();
+    tracing::info!(node = %config.node, seed, "starting node");
+    let storage_error = |message: String| RuntimeError::Storage {
+        dir: config.data_dir.clone(),
+        message,
+    };
+
+    // Open everything that can fail for a user-fixable reason before starting anything.
+    let db = sled::open(&config.data_dir).map_err(|e| storage_error(e.to_string()))?;
+    let mut trace = match &config.record {
+        Some(path) => Some(TraceSink {
+            path: path.clone(),
+            writer: Some(open_trace(path, &config, seed)?),
+        }),
+        None => None,
+    };
+    let listener = BoundListener::bind(config.listen).await?;
+    let listen_addr = listener.local_addr();
+
+    // Build and start every actor: a start's sends wait until all mailboxes exist.
+    let recording = config.record.is_some();
+    let mut started = Vec::new();
+    for (address, spec) in &config.actors {
+        let actor_error = |reason: String| RuntimeError::Actor {
+            address: address.clone(),
+            reason,
+        };
+        let mut storage =
+            SledStorage::open(&db, address).map_err(|e| storage_error(e.to_string()))?;
+        let kind = if storage
+            .has_data()
+            .map_err(|e| storage_error(e.to_string()))?
+        {
+            StartKind::Restart
+        } else {
+            StartKind::Fresh
+        };
+        let actor = Registry.build(address, spec).map_err(actor_error)?;
+        let (cell, mut start) = ActorCell::start(
+            address.clone(),
+            spec.clone(),
+            actor,
+            actor_seed(seed, address),
+            kind,
+            now(),
+            &mut storage,
+            recording,
+        );
+        if let (Some(sink), Some(event)) = (trace.as_mut(), start.event.take()) {
+            if let Some(writer) = sink.writer.as_mut() {
+                writer
+                    .write_event(&event)
+                    .map_err(|source| RuntimeError::Trace {
+                        path: sink.path.clone(),
+                        source,
+                    })?;
+            }
+        }
+        tracing::info!(actor = %address, kind = ?kind, "actor started");
+        started.push(StartedActor {
+            cell,
+            storage,
+            start,
+        });
+    }
+
+    let (transport, inbox) = Transport::start(
+        config.node.clone(),
+        listener,
+        config.peers.clone(),
+        config.transport.clone(),
+    )?;
+    tracing::info!(node = %config.node, listen = %listen_addr, peers = config.peers.len(), "bus listening");
+
+    // Mailboxes first, so that every actor can route to every other from its first step.
+    let mut contexts = Vec::new();
+    let mut local = BTreeMap::new();
+    for actor in &started {
+        let mut ctx = Context::<ActorHost>::new();
+        ctx.set_mailbox_capacity(config.transport.inbox_capacity);
+        local.insert(actor.cell.address().clone(), ctx.address());
+        contexts.push(ctx);
+    }
+    let shared = Rc::new(Shared {
+        node: config.node.clone(),
+        local,
+        transport: transport.clone(),
+        trace: RefCell::new(trace),
+        stats: Cell::new(HostStats::default()),
+    });
+    for (ctx, actor) in contexts.into_iter().zip(started) {
+        ctx.run(ActorHost {
+            cell: actor.cell,
+            storage: actor.storage,
+            shared: shared.clone(),
+            pending_start: Some(actor.start),
+        });
+    }
+    actix::spawn(drain_inbox(inbox, shared.clone()));
+
+    let stopped_by = wait_for_stop(&config, &shared).await;
+    tracing::info!(node = %config.node, reason = stopped_by, "stopping node");
+
+    // Shutdown: final statuses, then no more inputs, then flush storage and the trace.
+    let actors = collect_statuses(&shared).await;
+    transport.shutdown();
+    for addr in shared.local.values() {
+        // A full mailbox still takes this message: `send` waits for room.
+        let _ = addr.send(Stop).await;
+    }
+    let flushed = db.flush().map_err(|e| storage_error(e.to_string()));
+    let mut report = NodeReport {
+        node: config.node.clone(),
+        actors,
+        transport: transport.stats(),
+        host: shared.stats.get(),
+        seed,
+        stopped_by: stopped_by.to_string(),
+        trace_events: None,
+        trace_hash: None,
+    };
+    let sink = shared.trace.borrow_mut().take();
+    if let Some(TraceSink {
+        path,
+        writer: Some(writer),
+    }) = sink
+    {
+        report.trace_events = Some(writer.digest().events);
+        report.trace_hash = Some(writer.digest().hash());
+        writer
+            .finish::<Message>()
+            .map_err(|source| RuntimeError::Trace { path, source })?;
+    }
+    flushed?;
+    Ok(report)
+}
+
+/// Routes envelopes from the bus to local mailboxes until the transport stops.
+async fn drain_inbox(mut inbox: Inbox, shared: Rc<Shared>) {
+    while let Some(envelope) = inbox.recv().await {
+        shared.deliver_local(envelope.from, &envelope.to, envelope.msg);
+    }
+}
+
+async fn collect_statuses(shared: &Shared) -> BTreeMap<String, serde_json::Value> {
+    let mut statuses = BTreeMap::new();
+    for (address, addr) in &shared.local {
+        let status = match addr.send(GetStatus).await {
+            Ok(status) => status,
+            Err(error) => serde_json::Value::String(format!("unavailable: {error}")),
+        };
+        statuses.insert(address.to_string(), status);
+    }
+    statuses
+}
+
+/// Logs the status line every `status_interval_ms` until the node should stop; returns
+/// why it stops.
+async fn wait_for_stop(config: &NodeConfig, shared: &Shared) -> &'static str {
+    let run_for = async {
+        match config.run_for_ms {
+            Some(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+            None => std::future::pending::<()>().await,
+        }
+    };
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut signals) => {
+                signals.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let status_line = async {
+        let period = Duration::from_millis(config.status_interval_ms);
+        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            let actors = collect_statuses(shared).await;
+            tracing::info!(
+                node = %config.node,
+                actors = %serde_json::Value::from(serde_json::Map::from_iter(actors)),
+                transport = %serde_json::to_value(shared.transport.stats()).unwrap_or_default(),
+                host = %serde_json::to_value(shared.stats.get()).unwrap_or_default(),
+                "status"
+            );
+        }
+    };
+    tokio::select! {
+        _ = run_for => "run_for_ms elapsed",
+        _ = interrupt => "SIGINT",
+        _ = terminate => "SIGTERM",
+        _ = status_line => "status loop ended",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_actors::selftest::{SelfTestConfig, KIND};
+    use keel_engine::{replay, TraceReader};
+
+    /// A scratch directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(label: &str) -> TempDir {
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            let dir =
+                std::env::temp_dir().join(format!("keel-{label}-{}-{nanos}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A free loopback port (bound, then released for the node to bind).
+    fn free_port() -> SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    }
+
+    fn selftest_node(
+        node: &str,
+        peer: &str,
+        listen: SocketAddr,
+        peer_listen: SocketAddr,
+        data_dir: PathBuf,
+        record: Option<PathBuf>,
+        run_for_ms: u64,
+    ) -> NodeConfig {
+        let config = SelfTestConfig {
+            peers: vec![Address::new(peer, KIND, 0)],
+            ping_interval_ms: 20,
+        };
+        NodeConfig {
+            node: NodeId::new(node),
+            listen,
+            peers: BTreeMap::from([(NodeId::new(peer), peer_listen)]),
+            data_dir,
+            actors: vec![(
+                Address::new(node, KIND, 0),
+                ActorSpec {
+                    kind: KIND.into(),
+                    config_json: serde_json::to_string(&config).unwrap(),
+                },
+            )],
+            record,
+            transport: TransportConfig::default(),
+            status_interval_ms: 200,
+            run_for_ms: Some(run_for_ms),
+        }
+    }
+
+    /// Two nodes exchange selftest pings over TCP; the recorded real trace replays
+    /// identically; a second run on the same data directory is a Restart.
+    #[test]
+    fn two_nodes_ping_record_replay_and_restart() {
+        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+        let dir = TempDir::new("host");
+        let (listen_a, listen_b) = (free_port(), free_port());
+        let trace_path = dir.0.join("a.trace");
+        let config_a = selftest_node(
+            "a",
+            "b",
+            listen_a,
+            listen_b,
+            dir.0.join("a"),
+            Some(trace_path.clone()),
+            1500,
+        );
+        let config_b = selftest_node("b", "a", listen_b, listen_a, dir.0.join("b"), None, 1500);
+        let node_b = std::thread::spawn(move || run_node(config_b));
+        let report_a = run_node(config_a.clone()).unwrap();
+        let report_b = node_b.join().unwrap().unwrap();
+
+        let status_a = &report_a.actors["a/selftest#0"];
+        let status_b = &report_b.actors["b/selftest#0"];
+        assert!(
+            status_a["peers"]["b/selftest#0"]["pongs_received"]
+                .as_u64()
+                .unwrap()
+                > 0
+        );
+        assert!(
+            status_b["peers"]["a/selftest#0"]["pongs_received"]
+                .as_u64()
+                .unwrap()
+                > 0
+        );
+        assert_eq!(status_a["incarnation"], 1);
+        assert!(report_a.transport.frames_sent > 0 && report_a.transport.frames_received > 0);
+        assert_eq!(report_a.transport.connections_rejected, 0);
+
+        let reader = TraceReader::<_, Message>::open(File::open(&trace_path).unwrap()).unwrap();
+        assert_eq!(reader.header.host, "real");
+        assert_eq!(reader.header.seed, report_a.seed);
+        let replayed = replay(reader, &Registry).unwrap();
+        assert!(replayed.identical(), "{:?}", replayed.divergence);
+        assert!(!replayed.truncated);
+        assert_eq!(Some(replayed.events), report_a.trace_events);
+        assert_eq!(Some(replayed.trace_hash), report_a.trace_hash);
+
+        let restarted = run_node(NodeConfig {
+            record: None,
+            run_for_ms: Some(100),
+            ..config_a
+        })
+        .unwrap();
+        assert_eq!(restarted.actors["a/selftest#0"]["incarnation"], 2);
+    }
+
+    /// Configuration mistakes, a taken port and an unusable data directory are refused
+    /// with errors that name what to fix.
+    #[test]
+    fn bad_configuration_is_refused_with_what_to_fix() {
+        let dir = TempDir::new("host-config");
+        let addr = free_port();
+        let good = selftest_node("a", "b", addr, free_port(), dir.0.join("a"), None, 10);
+
+        let mut foreign_actor = good.clone();
+        foreign_actor.actors[0].0 = Address::new("elsewhere", KIND, 0);
+        assert!(matches!(
+            run_node(foreign_actor),
+            Err(RuntimeError::Config(_))
+        ));
+
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port_taken = NodeConfig {
+            listen: taken.local_addr().unwrap(),
+            ..good.clone()
+        };
+        let error = run_node(port_taken).unwrap_err().to_string();
+        assert!(
+            error.contains(&taken.local_addr().unwrap().to_string()),
+            "{error}"
+        );
+
+        let file = dir.0.join("not-a-directory");
+        std::fs::write(&file, b"x").unwrap();
+        let bad_dir = NodeConfig {
+            data_dir: file.clone(),
+            ..good
+        };
+        let error = run_node(bad_dir).unwrap_err().to_string();
+        assert!(error.contains(&file.display().to_string()), "{error}");
+
+        let minimal: NodeConfig = serde_json::from_value(serde_json::json!({
+            "node": "a", "listen": "127.0.0.1:7000", "data_dir": "/tmp/x", "actors": []
+        }))
+        .unwrap();
+        assert_eq!(minimal.transport, TransportConfig::default());
+        assert!(minimal.validate().is_ok());
+        let typo = serde_json::from_value::<NodeConfig>(serde_json::json!({
+            "node": "a", "listen": "127.0.0.1:7000", "data_dir": "/tmp/x", "actors": [],
+            "run_for": 5
+        }));
+        assert!(typo.is_err());
+    }
+}

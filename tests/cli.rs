@@ -1,0 +1,158 @@
+//! The `keel` binary's command line: determinism through the CLI, record/replay, and
+//! one-line errors with exit code 2 for bad input.
+
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+use keel_tests::TempDir;
+use std::process::{Command, Output};
+
+fn keel(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("MADSIM_TEST_SEED")
+        .output()
+        .expect("keel runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_str(stdout(o).trim())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(o)))
+}
+
+/// Asserts a usage error: exit 2, one line on stderr naming `needle`, no panic.
+fn assert_usage_error(o: &Output, needle: &str) {
+    assert_eq!(o.status.code(), Some(2), "stderr: {}", stderr(o));
+    let err = stderr(o);
+    assert_eq!(err.trim().lines().count(), 1, "more than one line: {err}");
+    assert!(err.contains(needle), "{err:?} does not mention {needle:?}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
+}
+
+/// `keel sim --seed 7 --json` twice gives one trace hash; seed 8 another.
+#[test]
+fn sim_is_deterministic_through_the_cli() {
+    let a = json(&keel(&["sim", "--seed", "7", "--duration", "6s", "--json"]));
+    let b = json(&keel(&["sim", "--seed", "7", "--duration", "6s", "--json"]));
+    let c = json(&keel(&["sim", "--seed", "8", "--duration", "6s", "--json"]));
+    assert_eq!(a["trace_hash"], b["trace_hash"]);
+    assert_ne!(a["trace_hash"], c["trace_hash"]);
+    for key in [
+        "seed",
+        "trace_hash",
+        "events",
+        "sim_time_ms",
+        "wall_ms",
+        "invariants",
+    ] {
+        assert!(a.get(key).is_some(), "summary lacks {key}: {a}");
+    }
+    assert_eq!(a["ok"], true, "{a}");
+}
+
+/// A recorded run replays identically; a corrupted copy is rejected with exit 2.
+#[test]
+fn record_then_replay() {
+    let dir = TempDir::new("cli-replay");
+    let trace = dir.join("t.trace");
+    let trace_arg = trace.to_str().unwrap();
+    let run = keel(&[
+        "sim",
+        "--seed",
+        "7",
+        "--duration",
+        "5s",
+        "--json",
+        "--record",
+        trace_arg,
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let replay = keel(&["replay", trace_arg]);
+    assert!(
+        replay.status.success(),
+        "{}{}",
+        stdout(&replay),
+        stderr(&replay)
+    );
+    assert!(
+        stdout(&replay).starts_with("identical"),
+        "{}",
+        stdout(&replay)
+    );
+    let report = json(&keel(&["replay", trace_arg, "--json"]));
+    assert_eq!(report["trace_hash"], json(&run)["trace_hash"]);
+
+    let mut bytes = std::fs::read(&trace).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x5a;
+    let corrupt = dir.join("corrupt.trace");
+    std::fs::write(&corrupt, &bytes).unwrap();
+    assert_usage_error(&keel(&["replay", corrupt.to_str().unwrap()]), "corrupt");
+
+    let mut newer = std::fs::read(&trace).unwrap();
+    newer[8..12].copy_from_slice(&9u32.to_le_bytes());
+    let newer_path = dir.join("newer.trace");
+    std::fs::write(&newer_path, &newer).unwrap();
+    assert_usage_error(&keel(&["replay", newer_path.to_str().unwrap()]), "newer");
+
+    let garbage = dir.join("garbage.trace");
+    std::fs::write(&garbage, b"this is not a trace").unwrap();
+    assert_usage_error(
+        &keel(&["replay", garbage.to_str().unwrap()]),
+        "not a keel trace",
+    );
+    assert_usage_error(
+        &keel(&["replay", dir.join("missing.trace").to_str().unwrap()]),
+        "cannot open",
+    );
+}
+
+/// Bad flags and values: one line, exit 2.
+#[test]
+fn bad_input_is_one_line_and_exit_2() {
+    assert_usage_error(&keel(&["sim", "--bogus"]), "--bogus");
+    assert_usage_error(&keel(&["sim", "--seeds", "9..3"]), "empty");
+    assert_usage_error(&keel(&["sim", "--seeds", "banana"]), "not a range");
+    assert_usage_error(&keel(&["sim", "--seed", "x"]), "invalid value");
+    assert_usage_error(&keel(&["sim", "--scenario", "nope"]), "unknown scenario");
+    assert_usage_error(&keel(&["sim", "--duration", "10 parsecs"]), "duration");
+    assert_usage_error(&keel(&["frobnicate"]), "frobnicate");
+}
+
+/// `keel scenarios` lists the default; `keel version` names the formats.
+#[test]
+fn scenarios_and_version() {
+    let list = keel(&["scenarios"]);
+    assert!(list.status.success());
+    assert!(stdout(&list).contains("selftest") && stdout(&list).contains("(default)"));
+    let version = keel(&["version"]);
+    assert!(version.status.success());
+    assert!(stdout(&version).contains("trace format"));
+}
+
+/// `--seeds A..B` runs every seed and prints one JSON line each.
+#[test]
+fn seed_ranges_run_every_seed() {
+    let out = keel(&["sim", "--seeds", "1..4", "--duration", "3s", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let seeds: Vec<u64> = stdout(&out)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seed"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seeds, vec![1, 2, 3]);
+}
