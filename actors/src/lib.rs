@@ -7,10 +7,12 @@
 //! Components so far:
 //! 1. [`selftest`] — the cross-host proof protocol (until the store lands, `keel sim`'s
 //!    default scenario runs it).
+//! 2. [`store`] — keel's etcd: the MVCC state machine (the raft actor is on its way).
 
 pub mod message;
 pub mod registry;
 pub mod selftest;
+pub mod store;
 
 pub use message::Message;
 pub use registry::Registry;

@@ -4,10 +4,37 @@
 //! bumps it. Each component owns its variant's payload type in its own module.
 
 use crate::selftest::SelfTestMessage;
+use crate::store::StoreMessage;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Message {
     /// The self-test protocol that proves one actor runs in both hosts.
     SelfTest(SelfTestMessage),
+    /// The store (etcd): raft between members, requests and watches from clients.
+    Store(StoreMessage),
+    /// Reports actors emit for the host's invariant checkers and logs
+    /// (`Context::emit`); never sent between actors.
+    Report(Report),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Report {
+    Store(StoreReport),
+    Workload(crate::store::workload::WorkloadReport),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum StoreReport {
+    /// This member became leader of `term`.
+    Leader { term: u64, id: u64 },
+    /// This member applied the log up to `index`; `digest` hashes its state machine.
+    Applied {
+        id: u64,
+        index: u64,
+        revision: i64,
+        digest: u64,
+    },
+    /// This member stopped: its data cannot be used.
+    Fatal { id: u64, reason: String },
 }

@@ -21,13 +21,34 @@ impl ActorFactory<Message> for Registry {
                     .map_err(|e| format!("bad selftest configuration: {e}"))?;
                 Ok(Box::new(SelfTest::new(config)?))
             }
+            crate::store::KIND => {
+                let config: crate::store::StoreConfig = serde_json::from_str(&spec.config_json)
+                    .map_err(|e| format!("bad store configuration: {e}"))?;
+                Ok(Box::new(crate::store::Store::new(config)?))
+            }
+            crate::store::workload::KIND => {
+                let config: crate::store::workload::WorkloadConfig =
+                    serde_json::from_str(&spec.config_json)
+                        .map_err(|e| format!("bad store workload configuration: {e}"))?;
+                Ok(Box::new(crate::store::workload::Workload::new(config)?))
+            }
             other => Err(format!("unknown component kind {other:?}")),
         }
     }
 }
 
 /// Every kind the registry knows, with a one-line description.
-pub const KINDS: &[(&str, &str)] = &[(
-    selftest::KIND,
-    "ping/pong protocol with durable sequence numbers: proves one actor runs in both hosts",
-)];
+pub const KINDS: &[(&str, &str)] = &[
+    (
+        selftest::KIND,
+        "ping/pong protocol with durable sequence numbers: proves one actor runs in both hosts",
+    ),
+    (
+        crate::store::KIND,
+        "a member of the store (keel's etcd): raft + MVCC + watch + leases",
+    ),
+    (
+        crate::store::workload::KIND,
+        "a store client running a random workload and reporting its history",
+    ),
+];

@@ -82,6 +82,11 @@ pub enum Effect<M> {
     },
     Persist(WriteBatch),
     Sync,
+    /// A report to the host, not to another actor: invariant checkers in the
+    /// simulator see it; the real host logs it at trace level.
+    Emit {
+        msg: M,
+    },
 }
 
 /// The actor's window on the world for one input.
@@ -150,6 +155,12 @@ impl<'a, M: Message, T: Serialize + Debug> Context<'a, M, T> {
             key: encode_timer(&timer),
             label: format!("{timer:?}"),
         });
+    }
+
+    /// Reports `msg` to the host (for invariant checkers and observability); it is not
+    /// delivered to any actor.
+    pub fn emit(&mut self, msg: M) {
+        self.effects.push(Effect::Emit { msg });
     }
 
     /// Read access to this actor's storage (sees its own unsynced writes).

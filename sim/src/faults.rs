@@ -41,6 +41,16 @@ pub enum Fault {
         node: String,
         offset_ms: i64,
     },
+    /// Kill whichever machine last reported becoming store leader (no-op if none).
+    KillStoreLeader,
+    /// Restart every machine that is down.
+    RestartAll,
+    /// Deliver a message to an actor as if a client sent it (membership changes and
+    /// other operator actions in scenarios). Answers go nowhere.
+    Inject {
+        to: keel_engine::Address,
+        msg: Box<keel_actors::Message>,
+    },
     /// Change network conditions for every link.
     Network {
         latency_min_ms: u64,
@@ -117,7 +127,8 @@ impl FaultSchedule {
                         }
                     }
                 }
-                Fault::Heal => {}
+                Fault::Inject { to, .. } => known(&to.node.0)?,
+                Fault::Heal | Fault::KillStoreLeader | Fault::RestartAll => {}
             }
         }
         Ok(())

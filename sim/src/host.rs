@@ -163,6 +163,10 @@ struct Shared {
     stats: NetStats,
     duration_ms: u64,
     last_fault_ms: u64,
+    /// The machine that last reported becoming store leader, with its term.
+    store_leader: Option<(u64, NodeId)>,
+    /// Responses to injected requests land here (the simulator is not an actor).
+    driver: Address,
 }
 
 impl Shared {
@@ -280,8 +284,27 @@ impl NodeState {
                 .insert((due, self.timer_seq), (from.clone(), firing));
         }
         for effect in step.effects {
-            let keel_engine::Effect::Send { to, msg } = effect else {
-                continue;
+            let (to, msg) = match effect {
+                keel_engine::Effect::Send { to, msg } => (to, msg),
+                keel_engine::Effect::Emit { msg } => {
+                    let at_ms = shared.now_ms();
+                    if let Message::Report(keel_actors::message::Report::Store(
+                        keel_actors::message::StoreReport::Leader { term, .. },
+                    )) = &msg
+                    {
+                        if shared.store_leader.as_ref().is_none_or(|(t, _)| term >= t) {
+                            shared.store_leader = Some((*term, self.node.clone()));
+                        }
+                    }
+                    shared.observe(Observation::Emitted {
+                        at_ms,
+                        at_ns: now_ns,
+                        actor: from,
+                        msg: &msg,
+                    });
+                    continue;
+                }
+                _ => continue,
             };
             if to.node == self.node {
                 if self.local.len() >= shared.local_queue_capacity {
@@ -597,6 +620,44 @@ fn apply_fault(
                 net.unclog_link(ids[&a], ids[&b]);
             }
         }
+        Fault::KillStoreLeader => {
+            if let Some((_, leader)) = s.store_leader.clone() {
+                if !s.down.contains(&leader) {
+                    handle.kill(ids[&leader]);
+                    crash(&mut s, &leader);
+                    tracing::info!(%leader, "killed the store leader");
+                }
+            }
+        }
+        Fault::RestartAll => {
+            let down: Vec<NodeId> = s.down.iter().cloned().collect();
+            s.down.clear();
+            drop(s);
+            for node in down {
+                handle.restart(ids[&node]);
+            }
+        }
+        Fault::Inject { to, msg } => {
+            // Delivered like a client's message, from the simulator's driver address.
+            let (Some(ip), Some(node)) = (s.ips.get(&to.node).copied(), ids.get(&to.node).copied())
+            else {
+                return;
+            };
+            let _ = node;
+            let envelope = Envelope::new(s.driver.clone(), to.clone(), (**msg).clone()).encode();
+            s.next_message_id += 1;
+            let id = s.next_message_id;
+            let bytes = bincode::serialize(&Datagram { id, envelope })
+                .expect("datagram serialization is infallible");
+            drop(s);
+            madsim::task::spawn(async move {
+                if let Ok(endpoint) = Endpoint::bind("0.0.0.0:0").await {
+                    let _ = endpoint
+                        .send_to_raw(SocketAddr::new(ip, BUS_PORT), BUS_TAG, Box::new(bytes))
+                        .await;
+                }
+            });
+        }
         Fault::Kill { node } => {
             let id = NodeId::new(node.as_str());
             if !s.down.contains(&id) {
@@ -748,6 +809,8 @@ pub fn run(config: SimConfig) -> Result<RunSummary, SimError> {
         stats: NetStats::default(),
         duration_ms: config.duration_ms,
         last_fault_ms: config.faults.last_fault_ms(),
+        store_leader: None,
+        driver: Address::new("sim", "driver", 0),
     }));
 
     let mut madsim_config = madsim::Config::default();

@@ -39,6 +39,14 @@ pub enum Observation<'a> {
     },
     /// A fault was applied.
     Fault { at_ms: u64, fault: &'a Fault },
+    /// An actor reported something to the host (`Context::emit`).
+    Emitted {
+        at_ms: u64,
+        /// Simulated nanoseconds since the start (for linearizability histories).
+        at_ns: u64,
+        actor: &'a Address,
+        msg: &'a Message,
+    },
     /// A machine lost power; its disks lost this many unsynced batches.
     Crashed {
         at_ms: u64,

@@ -20,6 +20,7 @@
 pub mod faults;
 pub mod host;
 pub mod invariant;
+pub mod linearizability;
 pub mod scenarios;
 
 pub use faults::{Fault, FaultSchedule, TimedFault};

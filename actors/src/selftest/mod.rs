@@ -240,6 +240,8 @@ impl Actor for SelfTest {
                 from,
                 msg: Message::SelfTest(msg),
             } => self.on_message(from, msg, ctx),
+            // Not part of the self-test protocol.
+            Input::Message { .. } => {}
         }
         // Unsynced on purpose, after everything else: a crash loses it unless a later
         // sync carried it to disk. That is how runs show unsynced-write loss happening.

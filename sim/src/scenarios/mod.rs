@@ -2,6 +2,7 @@
 //! schedule and the invariants that judge it.
 
 pub mod selftest;
+pub mod store;
 
 use crate::faults::FaultSchedule;
 use crate::host::{Machine, NetworkConfig};
@@ -25,10 +26,38 @@ pub struct Scenario {
 }
 
 /// The scenario `keel sim` runs when none is named.
-pub const DEFAULT_SCENARIO: &str = "selftest";
+pub const DEFAULT_SCENARIO: &str = "store";
 
 pub fn all() -> &'static [Scenario] {
     &[
+        Scenario {
+            name: "store",
+            description: "a 3-member store under 4 clients: leader killed twice, a minority partition, loss",
+            default_duration_ms: 30_000,
+            build: store::faulty,
+            invariants: store::invariants,
+        },
+        Scenario {
+            name: "store-quorum-loss",
+            description: "2 of 3 store members killed: writes refused with \"no quorum\", then service resumes",
+            default_duration_ms: 30_000,
+            build: store::quorum_loss,
+            invariants: store::invariants,
+        },
+        Scenario {
+            name: "store-leader-churn",
+            description: "a 5-member store whose leader is killed four times, then a minority partition",
+            default_duration_ms: 40_000,
+            build: store::leader_churn,
+            invariants: store::invariants,
+        },
+        Scenario {
+            name: "store-membership",
+            description: "a member added under load (learner, then promoted) and another removed",
+            default_duration_ms: 40_000,
+            build: store::membership,
+            invariants: store::invariants,
+        },
         Scenario {
             name: "selftest",
             description: "3 machines run the self-test protocol through partitions, a kill/restart, a pause, clock skew, loss and duplication",

@@ -1,0 +1,560 @@
+//! The store's client library, embedded in any actor that talks to the store.
+//!
+//! A pure state machine like the actors that use it: the caller hands it requests,
+//! responses, watch messages and ticks, and forwards the messages it returns.
+//!
+//! What it does for the caller:
+//! * finds the leader: writes go to the last known leader, `NotLeader` answers carry
+//!   the leader's address and the request follows the redirect;
+//! * retries what is safe: a read that times out or hits a stopped member is retried
+//!   on another member; a write is retried only when the member said it did not
+//!   propose it (`NotLeader`, `Stopped`);
+//! * reports an ambiguous write as such: a write sent and never answered completes
+//!   with [`StoreError::Ambiguous`] — it may or may not have been applied — and is not
+//!   retried blindly;
+//! * keeps watches whole: message sequence numbers reveal a lost message, silence
+//!   reveals a dead member; either way the watch is re-created (at another member)
+//!   from the next revision the caller has not seen, so the caller sees every event
+//!   exactly once, in revision order, or a cancellation telling it to re-list.
+
+use super::messages::{StoreMessage, StoreRequest, StoreResponse, WatchCreate, WatchEvents};
+use super::types::{Event, StoreError};
+use crate::message::Message;
+use keel_engine::{Address, Time};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClientConfig {
+    /// A request unanswered this long is retried (reads) or reported ambiguous (writes).
+    pub request_timeout_ms: u64,
+    /// Attempts per request, redirects included.
+    pub attempts_max: u32,
+    /// Requests in flight at once; more are refused with TooManyRequests.
+    pub inflight_max: usize,
+    /// A watch that hears nothing (not even a progress notification) this long is
+    /// re-created elsewhere.
+    pub watch_silence_ms: u64,
+    /// Watches at once.
+    pub watches_max: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            request_timeout_ms: 2_000,
+            attempts_max: 6,
+            inflight_max: 1024,
+            watch_silence_ms: 4_000,
+            watches_max: 256,
+        }
+    }
+}
+
+impl ClientConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.request_timeout_ms == 0
+            || self.attempts_max == 0
+            || self.inflight_max == 0
+            || self.watches_max == 0
+        {
+            return Err("client timeouts and limits must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// A finished request: the caller's tag and the outcome.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Completion {
+    pub tag: u64,
+    pub result: Result<StoreResponse, StoreError>,
+}
+
+/// What a watch tells its caller.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WatchOutput {
+    /// New events, in revision order, none seen before.
+    Events(Vec<Event>),
+    /// A progress notification: everything up to `revision` has been delivered.
+    Progress { revision: i64 },
+    /// The watch cannot continue (its revision was compacted, or it was refused): the
+    /// caller must re-list and watch again.
+    Canceled { reason: String, compacted: bool },
+}
+
+struct Inflight {
+    tag: u64,
+    request: StoreRequest,
+    sent_to: Address,
+    sent_at: Time,
+    attempts: u32,
+}
+
+/// One logical watch, possibly re-created on the server several times.
+struct WatchState {
+    template: WatchCreate,
+    /// The first revision the caller has not seen.
+    next_revision: i64,
+    /// The server-side watch id currently serving it, and its last sequence number.
+    server_id: u64,
+    last_seq: u64,
+    member: Address,
+    last_heard: Time,
+    /// The create request in flight, if any.
+    creating: Option<u64>,
+}
+
+pub struct StoreClient {
+    config: ClientConfig,
+    endpoints: Vec<Address>,
+    /// Index into `endpoints` of the member tried next.
+    cursor: usize,
+    leader: Option<Address>,
+    next_id: u64,
+    inflight: BTreeMap<u64, Inflight>,
+    watches: BTreeMap<u64, WatchState>,
+    /// Server watch id → logical watch id.
+    server_watches: BTreeMap<u64, u64>,
+    pub stats: ClientStats,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ClientStats {
+    pub redirects: u64,
+    pub retries: u64,
+    pub ambiguous: u64,
+    pub watch_recreations: u64,
+}
+
+type Out = Vec<(Address, Message)>;
+
+fn request_message(id: u64, request: StoreRequest) -> Message {
+    Message::Store(StoreMessage::Request { id, request })
+}
+
+impl StoreClient {
+    pub fn new(endpoints: Vec<Address>, config: ClientConfig) -> Result<Self, String> {
+        config.validate()?;
+        if endpoints.is_empty() {
+            return Err("a store client needs at least one endpoint".into());
+        }
+        Ok(StoreClient {
+            config,
+            endpoints,
+            cursor: 0,
+            leader: None,
+            next_id: 0,
+            inflight: BTreeMap::new(),
+            watches: BTreeMap::new(),
+            server_watches: BTreeMap::new(),
+            stats: ClientStats::default(),
+        })
+    }
+
+    pub fn inflight(&self) -> usize {
+        self.inflight.len()
+    }
+
+    fn next_endpoint(&mut self) -> Address {
+        self.cursor = (self.cursor + 1) % self.endpoints.len();
+        self.endpoints[self.cursor].clone()
+    }
+
+    fn target_for(&mut self, write: bool) -> Address {
+        match (&self.leader, write) {
+            (Some(leader), _) => leader.clone(),
+            (None, _) => self.endpoints[self.cursor].clone(),
+        }
+    }
+
+    /// Sends a request; its completion comes back with `tag`.
+    pub fn send(
+        &mut self,
+        out: &mut Out,
+        now: Time,
+        request: StoreRequest,
+        tag: u64,
+    ) -> Result<u64, StoreError> {
+        if self.inflight.len() >= self.config.inflight_max {
+            return Err(StoreError::TooManyRequests {
+                limit: self.config.inflight_max,
+            });
+        }
+        let to = self.target_for(request.is_write());
+        self.next_id += 1;
+        let id = self.next_id;
+        out.push((to.clone(), request_message(id, request.clone())));
+        self.inflight.insert(
+            id,
+            Inflight {
+                tag,
+                request,
+                sent_to: to,
+                sent_at: now,
+                attempts: 1,
+            },
+        );
+        Ok(id)
+    }
+
+    fn resend(
+        &mut self,
+        out: &mut Out,
+        now: Time,
+        id: u64,
+        mut inflight: Inflight,
+        to: Address,
+    ) -> Option<Completion> {
+        if inflight.attempts >= self.config.attempts_max {
+            return Some(Completion {
+                tag: inflight.tag,
+                result: Err(StoreError::Timeout),
+            });
+        }
+        inflight.attempts += 1;
+        inflight.sent_to = to.clone();
+        inflight.sent_at = now;
+        self.stats.retries += 1;
+        out.push((to, request_message(id, inflight.request.clone())));
+        self.inflight.insert(id, inflight);
+        None
+    }
+
+    /// Handles a member's response; returns the completion when the request is done.
+    pub fn on_response(
+        &mut self,
+        out: &mut Out,
+        now: Time,
+        from: &Address,
+        id: u64,
+        result: Result<StoreResponse, StoreError>,
+        leader: Option<Address>,
+    ) -> Option<Completion> {
+        if let Some(leader) = &leader {
+            self.leader = Some(leader.clone());
+        }
+        // Watch creation answers are the watch machinery's own.
+        if let Some(watch) = self
+            .watches
+            .iter()
+            .find(|(_, w)| w.creating == Some(id))
+            .map(|(k, _)| *k)
+        {
+            return self.on_watch_created(out, now, watch, from, result);
+        }
+        let inflight = self.inflight.remove(&id)?;
+        if &inflight.sent_to != from {
+            // A late answer from a member we already gave up on: the request is still
+            // in flight elsewhere.
+            self.inflight.insert(id, inflight);
+            return None;
+        }
+        match result {
+            Err(StoreError::NotLeader { .. }) => {
+                // Not proposed: safe to send again, to the leader if we know it.
+                self.stats.redirects += 1;
+                let to = match &leader {
+                    Some(l) if l != from => l.clone(),
+                    _ => {
+                        self.leader = None;
+                        self.next_endpoint()
+                    }
+                };
+                self.resend(out, now, id, inflight, to)
+            }
+            Err(StoreError::Stopped(_)) => {
+                self.leader = None;
+                let to = self.next_endpoint();
+                self.resend(out, now, id, inflight, to)
+            }
+            Err(StoreError::Timeout) if !inflight.request.is_write() => {
+                let to = self.next_endpoint();
+                self.resend(out, now, id, inflight, to)
+            }
+            Err(StoreError::Timeout) => {
+                self.stats.ambiguous += 1;
+                Some(Completion {
+                    tag: inflight.tag,
+                    result: Err(StoreError::Ambiguous(format!(
+                        "{from} timed out while the write was in flight; it may or may not have been applied"
+                    ))),
+                })
+            }
+            other => Some(Completion {
+                tag: inflight.tag,
+                result: other,
+            }),
+        }
+    }
+
+    /// Times out requests and watches; call at least every few hundred milliseconds.
+    pub fn on_tick(
+        &mut self,
+        out: &mut Out,
+        now: Time,
+    ) -> (Vec<Completion>, Vec<(u64, WatchOutput)>) {
+        let timeout = Duration::from_millis(self.config.request_timeout_ms);
+        let expired: Vec<u64> = self
+            .inflight
+            .iter()
+            .filter(|(_, f)| now.since(f.sent_at) >= timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut completions = Vec::new();
+        for id in expired {
+            let Some(inflight) = self.inflight.remove(&id) else {
+                continue;
+            };
+            self.leader = None;
+            if inflight.request.is_write() {
+                self.stats.ambiguous += 1;
+                completions.push(Completion {
+                    tag: inflight.tag,
+                    result: Err(StoreError::Ambiguous(format!(
+                        "no answer from {} within {} ms; the write may or may not have been applied",
+                        inflight.sent_to, self.config.request_timeout_ms
+                    ))),
+                });
+            } else {
+                let to = self.next_endpoint();
+                if let Some(done) = self.resend(out, now, id, inflight, to) {
+                    completions.push(done);
+                }
+            }
+        }
+        let silence = Duration::from_millis(self.config.watch_silence_ms);
+        let silent: Vec<u64> = self
+            .watches
+            .iter()
+            .filter(|(_, w)| now.since(w.last_heard) >= silence)
+            .map(|(id, _)| *id)
+            .collect();
+        for watch in silent {
+            self.recreate_watch(out, now, watch, true);
+        }
+        (completions, Vec::new())
+    }
+
+    // ----- watches ------------------------------------------------------------------
+
+    /// Starts a watch; events arrive through [`StoreClient::on_watch`] under the
+    /// returned id. `start_revision` 0 means "from the next change".
+    pub fn watch(
+        &mut self,
+        out: &mut Out,
+        now: Time,
+        mut create: WatchCreate,
+    ) -> Result<u64, StoreError> {
+        if self.watches.len() >= self.config.watches_max {
+            return Err(StoreError::TooManyRequests {
+                limit: self.config.watches_max,
+            });
+        }
+        self.next_id += 1;
+        let watch = self.next_id;
+        create.progress_notify = true;
+        self.watches.insert(
+            watch,
+            WatchState {
+                next_revision: create.start_revision,
+                template: create,
+                server_id: 0,
+                last_seq: 0,
+                member: self.endpoints[self.cursor].clone(),
+                last_heard: now,
+                creating: None,
+            },
+        );
+        self.recreate_watch(out, now, watch, false);
+        Ok(watch)
+    }
+
+    /// Stops a watch.
+    pub fn cancel_watch(&mut self, out: &mut Out, watch: u64) {
+        if let Some(state) = self.watches.remove(&watch) {
+            self.server_watches.remove(&state.server_id);
+            self.next_id += 1;
+            let id = self.next_id;
+            out.push((
+                state.member,
+                request_message(
+                    id,
+                    StoreRequest::WatchCancel {
+                        watch_id: state.server_id,
+                    },
+                ),
+            ));
+        }
+    }
+
+    fn recreate_watch(&mut self, out: &mut Out, now: Time, watch: u64, move_on: bool) {
+        let member = if move_on {
+            self.next_endpoint()
+        } else {
+            self.endpoints[self.cursor].clone()
+        };
+        self.next_id += 1;
+        let server_id = self.next_id;
+        self.next_id += 1;
+        let request_id = self.next_id;
+        let Some(state) = self.watches.get_mut(&watch) else {
+            return;
+        };
+        if state.server_id != 0 {
+            self.stats.watch_recreations += 1;
+            self.server_watches.remove(&state.server_id);
+            // Best effort: tell the old member to drop its watcher.
+            out.push((
+                state.member.clone(),
+                request_message(
+                    request_id + 1_000_000_000,
+                    StoreRequest::WatchCancel {
+                        watch_id: state.server_id,
+                    },
+                ),
+            ));
+        }
+        let mut create = state.template.clone();
+        create.watch_id = server_id;
+        create.start_revision = state.next_revision;
+        state.server_id = server_id;
+        state.last_seq = 0;
+        state.member = member.clone();
+        state.last_heard = now;
+        state.creating = Some(request_id);
+        self.server_watches.insert(server_id, watch);
+        out.push((
+            member,
+            request_message(request_id, StoreRequest::WatchCreate(create)),
+        ));
+    }
+
+    fn on_watch_created(
+        &mut self,
+        out: &mut Out,
+        now: Time,
+        watch: u64,
+        from: &Address,
+        result: Result<StoreResponse, StoreError>,
+    ) -> Option<Completion> {
+        let state = self.watches.get_mut(&watch)?;
+        state.creating = None;
+        state.last_heard = now;
+        match result {
+            Ok(StoreResponse::WatchCreated {
+                header_revision, ..
+            }) => {
+                if state.next_revision <= 0 {
+                    state.next_revision = header_revision + 1;
+                }
+                None
+            }
+            Err(StoreError::Compacted { .. }) => {
+                // Surfaced through the watch output on the next on_watch/on_tick call.
+                state.template.start_revision = -1;
+                None
+            }
+            Err(_) => {
+                let _ = from;
+                self.recreate_watch(out, now, watch, true);
+                None
+            }
+            Ok(_) => None,
+        }
+    }
+
+    /// Takes the watches whose revision was compacted away (the caller must re-list).
+    pub fn take_compacted_watches(&mut self) -> Vec<(u64, WatchOutput)> {
+        let dead: Vec<u64> = self
+            .watches
+            .iter()
+            .filter(|(_, w)| w.template.start_revision == -1)
+            .map(|(id, _)| *id)
+            .collect();
+        dead.into_iter()
+            .map(|id| {
+                self.watches.remove(&id);
+                (
+                    id,
+                    WatchOutput::Canceled {
+                        reason: "the watch's revision has been compacted".into(),
+                        compacted: true,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Handles a watch message from a member.
+    pub fn on_watch(
+        &mut self,
+        out: &mut Out,
+        now: Time,
+        from: &Address,
+        message: WatchEvents,
+    ) -> Vec<(u64, WatchOutput)> {
+        let Some(&watch) = self.server_watches.get(&message.watch_id) else {
+            return Vec::new();
+        };
+        let mut outputs = Vec::new();
+        let Some(state) = self.watches.get_mut(&watch) else {
+            return outputs;
+        };
+        if &state.member != from {
+            return outputs;
+        }
+        if message.seq != state.last_seq + 1 {
+            // A message went missing: resume from what the caller has seen.
+            self.recreate_watch(out, now, watch, false);
+            return outputs;
+        }
+        state.last_seq = message.seq;
+        state.last_heard = now;
+        if !message.events.is_empty() {
+            out.push((
+                from.clone(),
+                Message::Store(StoreMessage::WatchAck {
+                    watch_id: message.watch_id,
+                    seq: message.seq,
+                }),
+            ));
+        }
+        if let Some(reason) = message.canceled {
+            let compacted =
+                message.compact_revision > 0 && state.next_revision <= message.compact_revision;
+            if compacted {
+                self.watches.remove(&watch);
+                self.server_watches.remove(&message.watch_id);
+                outputs.push((
+                    watch,
+                    WatchOutput::Canceled {
+                        reason,
+                        compacted: true,
+                    },
+                ));
+            } else {
+                self.recreate_watch(out, now, watch, false);
+            }
+            return outputs;
+        }
+        let fresh: Vec<Event> = message
+            .events
+            .into_iter()
+            .filter(|e| e.kv.mod_revision >= state.next_revision)
+            .collect();
+        if let Some(last) = fresh.last() {
+            state.next_revision = last.kv.mod_revision + 1;
+            outputs.push((watch, WatchOutput::Events(fresh)));
+        } else if message.header_revision >= state.next_revision - 1 {
+            outputs.push((
+                watch,
+                WatchOutput::Progress {
+                    revision: message.header_revision,
+                },
+            ));
+        }
+        outputs
+    }
+}

@@ -1,0 +1,160 @@
+//! The store member's configuration and limits.
+
+use super::types::Limits;
+use keel_engine::Address;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoreConfig {
+    /// This member's raft id (1-based, unique in the cluster).
+    pub id: u64,
+    /// The initial cluster: id → address of each member's store actor. A member that
+    /// joins an existing cluster (`join = true`) starts empty and learns the
+    /// membership from the leader.
+    pub initial_members: Vec<(u64, Address)>,
+    #[serde(default)]
+    pub join: bool,
+    /// One raft tick. Election timeout = `election_ticks` ticks (plus up to as many
+    /// again, drawn from the actor's seeded RNG after every role change).
+    #[serde(default = "default_tick_ms")]
+    pub tick_ms: u64,
+    #[serde(default = "default_election_ticks")]
+    pub election_ticks: usize,
+    #[serde(default = "default_heartbeat_ticks")]
+    pub heartbeat_ticks: usize,
+    /// Proposals (writes) waiting for commit on this member; more get TooManyRequests.
+    #[serde(default = "default_inflight_proposals_max")]
+    pub inflight_proposals_max: usize,
+    /// Linearizable reads waiting for their read index.
+    #[serde(default = "default_inflight_reads_max")]
+    pub inflight_reads_max: usize,
+    /// Take a snapshot (and drop the log before it) every this many applied entries.
+    #[serde(default = "default_snapshot_every_entries")]
+    pub snapshot_every_entries: u64,
+    #[serde(default = "default_watchers_per_client_max")]
+    pub watchers_per_client_max: usize,
+    /// Events a watcher may have outstanding (sent, not acknowledged) before it is
+    /// cancelled as too slow.
+    #[serde(default = "default_watch_unacked_events_max")]
+    pub watch_unacked_events_max: usize,
+    /// Events per watch message.
+    #[serde(default = "default_watch_batch_events")]
+    pub watch_batch_events: usize,
+    /// Progress notifications to idle watchers, every this many ms.
+    #[serde(default = "default_watch_progress_ms")]
+    pub watch_progress_ms: u64,
+    /// A pending read that got no read index within this time is answered Timeout.
+    #[serde(default = "default_read_timeout_ms")]
+    pub read_timeout_ms: u64,
+    /// raft's limits on replication messages.
+    #[serde(default = "default_max_size_per_msg")]
+    pub max_size_per_msg: u64,
+    #[serde(default = "default_max_inflight_msgs")]
+    pub max_inflight_msgs: usize,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+fn default_tick_ms() -> u64 {
+    100
+}
+fn default_election_ticks() -> usize {
+    10
+}
+fn default_heartbeat_ticks() -> usize {
+    2
+}
+fn default_inflight_proposals_max() -> usize {
+    4096
+}
+fn default_inflight_reads_max() -> usize {
+    4096
+}
+fn default_snapshot_every_entries() -> u64 {
+    5000
+}
+fn default_watchers_per_client_max() -> usize {
+    1024
+}
+fn default_watch_unacked_events_max() -> usize {
+    10_000
+}
+fn default_watch_batch_events() -> usize {
+    256
+}
+fn default_watch_progress_ms() -> u64 {
+    1000
+}
+fn default_read_timeout_ms() -> u64 {
+    3000
+}
+fn default_max_size_per_msg() -> u64 {
+    1024 * 1024
+}
+fn default_max_inflight_msgs() -> usize {
+    256
+}
+
+impl StoreConfig {
+    /// A member of a new cluster with default tuning.
+    pub fn new(id: u64, initial_members: Vec<(u64, Address)>) -> Self {
+        StoreConfig {
+            id,
+            initial_members,
+            join: false,
+            tick_ms: default_tick_ms(),
+            election_ticks: default_election_ticks(),
+            heartbeat_ticks: default_heartbeat_ticks(),
+            inflight_proposals_max: default_inflight_proposals_max(),
+            inflight_reads_max: default_inflight_reads_max(),
+            snapshot_every_entries: default_snapshot_every_entries(),
+            watchers_per_client_max: default_watchers_per_client_max(),
+            watch_unacked_events_max: default_watch_unacked_events_max(),
+            watch_batch_events: default_watch_batch_events(),
+            watch_progress_ms: default_watch_progress_ms(),
+            read_timeout_ms: default_read_timeout_ms(),
+            max_size_per_msg: default_max_size_per_msg(),
+            max_inflight_msgs: default_max_inflight_msgs(),
+            limits: Limits::default(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.id == 0 {
+            return Err("member id must be at least 1".into());
+        }
+        if !self.join && !self.initial_members.iter().any(|(id, _)| *id == self.id) {
+            return Err(format!("member {} is not in the initial cluster", self.id));
+        }
+        let mut ids: Vec<u64> = self.initial_members.iter().map(|(id, _)| *id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() != self.initial_members.len() || ids.contains(&0) {
+            return Err("initial member ids must be unique and at least 1".into());
+        }
+        if self.tick_ms == 0 || self.tick_ms > 10_000 {
+            return Err("tick_ms must be within 1..=10000".into());
+        }
+        if self.heartbeat_ticks == 0 || self.election_ticks <= self.heartbeat_ticks {
+            return Err(
+                "election_ticks must exceed heartbeat_ticks, which must be at least 1".into(),
+            );
+        }
+        for (name, value) in [
+            ("inflight_proposals_max", self.inflight_proposals_max),
+            ("inflight_reads_max", self.inflight_reads_max),
+            ("watchers_per_client_max", self.watchers_per_client_max),
+            ("watch_unacked_events_max", self.watch_unacked_events_max),
+            ("watch_batch_events", self.watch_batch_events),
+            ("max_inflight_msgs", self.max_inflight_msgs),
+        ] {
+            if value == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        if self.snapshot_every_entries == 0 {
+            return Err("snapshot_every_entries must be at least 1".into());
+        }
+        self.limits.validate()
+    }
+}

@@ -1,0 +1,28 @@
+//! The store: keel's etcd. A replicated, revisioned key-value store with etcd v3's
+//! semantics (ranges, puts, deletes, transactions, compaction, leases, watches).
+//!
+//! Submodules:
+//! 1. [`types`] — the request/response vocabulary, errors and limits;
+//! 2. [`mvcc`] — the deterministic state machine every member applies committed
+//!    requests to;
+//! 3. [`raft_log`] — raft-rs's log storage, mirrored to the member's durable storage;
+//! 4. [`messages`] — what members and clients say on the bus;
+//! 5. [`config`] — a member's configuration and limits;
+//! 6. [`actor`] — the member itself: raft + MVCC + watches + leases + membership;
+//! 7. [`client`] — the client library other actors embed;
+//! 8. [`workload`] — a client that runs a random workload and reports its history.
+
+pub mod actor;
+pub mod client;
+pub mod config;
+pub mod messages;
+pub mod mvcc;
+pub mod raft_log;
+pub mod types;
+pub mod workload;
+
+pub use actor::{Store, KIND};
+pub use config::StoreConfig;
+pub use messages::{
+    Member, MemberStatus, StoreMessage, StoreRequest, StoreResponse, WatchCreate, WatchEvents,
+};

@@ -1,0 +1,273 @@
+//! The raft log as raft-rs sees it, mirrored to the actor's durable [`Storage`].
+//!
+//! [`RaftLog`] implements `raft::Storage` from memory (entries after the last snapshot,
+//! hard state, conf state, the last snapshot). Every change goes through a method that
+//! also returns the matching [`WriteBatch`] ops, so the store actor can persist them in
+//! one batch and sync before it sends the messages that depend on them.
+//!
+//! Durable layout (keys in the actor's storage):
+//! * `raft/hs`              — HardState (protobuf)
+//! * `raft/cs`              — ConfState (protobuf)
+//! * `raft/snap`            — the last Snapshot (protobuf; data = store state machine)
+//! * `raft/e/<index:020>`   — one Entry (protobuf) per index after the snapshot
+//! * `raft/meta`            — magic and cluster identity, to refuse foreign data dirs
+
+use keel_engine::{Storage, StorageError, WriteBatch};
+use protobuf::Message as _;
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use raft::{GetEntriesContext, RaftState};
+
+const KEY_HARD_STATE: &[u8] = b"raft/hs";
+const KEY_CONF_STATE: &[u8] = b"raft/cs";
+const KEY_SNAPSHOT: &[u8] = b"raft/snap";
+const ENTRY_PREFIX: &str = "raft/e/";
+
+fn entry_key(index: u64) -> Vec<u8> {
+    format!("{ENTRY_PREFIX}{index:020}").into_bytes()
+}
+
+fn encode<M: protobuf::Message>(message: &M) -> Vec<u8> {
+    // Encoding an in-memory protobuf message into a Vec cannot fail.
+    message
+        .write_to_bytes()
+        .expect("protobuf encoding is infallible")
+}
+
+fn decode<M: protobuf::Message>(bytes: &[u8], what: &str) -> Result<M, StorageError> {
+    M::parse_from_bytes(bytes)
+        .map_err(|e| StorageError::Corrupt(format!("{what} does not decode: {e}")))
+}
+
+/// raft-rs's view of the log, kept in memory and mirrored to storage.
+#[derive(Default)]
+pub struct RaftLog {
+    hard_state: HardState,
+    conf_state: ConfState,
+    snapshot: Snapshot,
+    /// Entries after the snapshot, contiguous.
+    entries: Vec<Entry>,
+}
+
+impl RaftLog {
+    /// A fresh member of a new cluster: voters known from the initial configuration.
+    pub fn bootstrap(voters: Vec<u64>) -> (RaftLog, WriteBatch) {
+        let mut log = RaftLog::default();
+        let mut batch = WriteBatch::new();
+        if !voters.is_empty() {
+            log.conf_state.voters = voters;
+            log.snapshot
+                .mut_metadata()
+                .set_conf_state(log.conf_state.clone());
+            batch.put(KEY_CONF_STATE, encode(&log.conf_state));
+        }
+        (log, batch)
+    }
+
+    /// Reloads everything a restarted member had synced.
+    pub fn load(storage: &dyn Storage) -> Result<RaftLog, StorageError> {
+        let mut log = RaftLog::default();
+        if let Some(bytes) = storage.get(KEY_HARD_STATE)? {
+            log.hard_state = decode(&bytes, "raft hard state")?;
+        }
+        if let Some(bytes) = storage.get(KEY_CONF_STATE)? {
+            log.conf_state = decode(&bytes, "raft conf state")?;
+        }
+        if let Some(bytes) = storage.get(KEY_SNAPSHOT)? {
+            log.snapshot = decode(&bytes, "raft snapshot")?;
+        }
+        let start = entry_key(log.snapshot.get_metadata().index + 1);
+        let end = format!("{ENTRY_PREFIX}~").into_bytes();
+        let mut expected = log.snapshot.get_metadata().index + 1;
+        for (_, value) in storage.scan(&start, Some(&end), usize::MAX)? {
+            let entry: Entry = decode(&value, "raft entry")?;
+            if entry.index != expected {
+                return Err(StorageError::Corrupt(format!(
+                    "raft log has a gap: expected entry {expected}, found {}",
+                    entry.index
+                )));
+            }
+            expected += 1;
+            log.entries.push(entry);
+        }
+        // The conf state in force at the snapshot; entries after it are re-applied on
+        // restart and bring membership up to date. Before any snapshot, the stored
+        // bootstrap conf state stands.
+        if log.snapshot.get_metadata().index > 0 {
+            log.conf_state = log.snapshot.get_metadata().get_conf_state().clone();
+        }
+        Ok(log)
+    }
+
+    pub fn hard_state(&self) -> &HardState {
+        &self.hard_state
+    }
+
+    pub fn last_snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    pub fn entry_count(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn first(&self) -> u64 {
+        self.snapshot.get_metadata().index + 1
+    }
+
+    fn last(&self) -> u64 {
+        match self.entries.last() {
+            Some(e) => e.index,
+            None => self.snapshot.get_metadata().index,
+        }
+    }
+
+    pub fn set_hard_state(&mut self, hs: HardState, batch: &mut WriteBatch) {
+        batch.put(KEY_HARD_STATE, encode(&hs));
+        self.hard_state = hs;
+    }
+
+    pub fn set_conf_state(&mut self, cs: ConfState, batch: &mut WriteBatch) {
+        batch.put(KEY_CONF_STATE, encode(&cs));
+        self.conf_state = cs;
+    }
+
+    pub fn set_commit(&mut self, commit: u64, batch: &mut WriteBatch) {
+        let mut hs = self.hard_state.clone();
+        hs.commit = commit;
+        self.set_hard_state(hs, batch);
+    }
+
+    /// Appends entries, replacing any conflicting suffix.
+    pub fn append(&mut self, entries: &[Entry], batch: &mut WriteBatch) {
+        let Some(first_new) = entries.first().map(|e| e.index) else {
+            return;
+        };
+        if first_new < self.first() {
+            // raft never hands back entries below its snapshot; a violation is a bug.
+            panic!(
+                "append at {first_new} below the snapshot (first index {})",
+                self.first()
+            );
+        }
+        let last = self.last();
+        for index in first_new..=last {
+            batch.delete(entry_key(index));
+        }
+        let keep = (first_new - self.first()) as usize;
+        self.entries.truncate(keep);
+        for entry in entries {
+            batch.put(entry_key(entry.index), encode(entry));
+            self.entries.push(entry.clone());
+        }
+    }
+
+    /// Installs a snapshot received from the leader: the log restarts after it.
+    pub fn apply_snapshot(&mut self, snapshot: Snapshot, batch: &mut WriteBatch) {
+        let meta = snapshot.get_metadata();
+        for index in self.first()..=self.last() {
+            batch.delete(entry_key(index));
+        }
+        self.entries.clear();
+        let mut hs = self.hard_state.clone();
+        hs.term = hs.term.max(meta.term);
+        hs.commit = hs.commit.max(meta.index);
+        self.set_hard_state(hs, batch);
+        self.set_conf_state(meta.get_conf_state().clone(), batch);
+        batch.put(KEY_SNAPSHOT, encode(&snapshot));
+        self.snapshot = snapshot;
+    }
+
+    /// Records a snapshot of the state machine taken locally at applied `index` and
+    /// drops the log up to it (a follower that needs older entries gets the snapshot).
+    pub fn install_local_snapshot(
+        &mut self,
+        index: u64,
+        data: Vec<u8>,
+        conf_state: ConfState,
+        batch: &mut WriteBatch,
+    ) -> Result<(), raft::Error> {
+        let term = self.term_of(index)?;
+        let mut snapshot = Snapshot::default();
+        snapshot.set_data(data.into());
+        let meta = snapshot.mut_metadata();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(conf_state);
+        for e in self.entries.iter().filter(|e| e.index <= index) {
+            batch.delete(entry_key(e.index));
+        }
+        self.entries.retain(|e| e.index > index);
+        batch.put(KEY_SNAPSHOT, encode(&snapshot));
+        self.snapshot = snapshot;
+        Ok(())
+    }
+
+    fn term_of(&self, idx: u64) -> Result<u64, raft::Error> {
+        let snap = self.snapshot.get_metadata();
+        if idx == snap.index {
+            return Ok(snap.term);
+        }
+        if idx < self.first() {
+            return Err(raft::Error::Store(raft::StorageError::Compacted));
+        }
+        if idx > self.last() {
+            return Err(raft::Error::Store(raft::StorageError::Unavailable));
+        }
+        Ok(self.entries[(idx - self.first()) as usize].term)
+    }
+}
+
+impl raft::Storage for RaftLog {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        Ok(RaftState::new(
+            self.hard_state.clone(),
+            self.conf_state.clone(),
+        ))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        if low < self.first() {
+            return Err(raft::Error::Store(raft::StorageError::Compacted));
+        }
+        if high > self.last() + 1 {
+            return Err(raft::Error::Store(raft::StorageError::Unavailable));
+        }
+        let offset = self.first();
+        let slice = &self.entries[(low - offset) as usize..(high - offset) as usize];
+        let max_size = max_size.into();
+        let mut out = Vec::new();
+        let mut size = 0u64;
+        for entry in slice {
+            size += u64::from(entry.compute_size());
+            if !out.is_empty() && max_size.is_some_and(|m| size > m) {
+                break;
+            }
+            out.push(entry.clone());
+        }
+        Ok(out)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        self.term_of(idx)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.first())
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.last())
+    }
+
+    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        // Snapshots are taken as the state machine applies (see the store actor), so
+        // the latest is always at hand and covers everything below the log's start.
+        Ok(self.snapshot.clone())
+    }
+}

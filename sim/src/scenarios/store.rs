@@ -1,0 +1,686 @@
+//! Store scenarios: a raft-replicated store under client load and faults.
+//!
+//! Machines `s1..sN` each host one store member; machines `c1`, `c2` host workload
+//! clients (kept apart so killing a store machine never kills a client). Invariants:
+//! * `linearizable` — the clients' history (ambiguous outcomes allowed) is linearizable,
+//!   checked per key with [`crate::linearizability`];
+//! * `one-leader-per-term` — no two members lead the same term;
+//! * `applied-state-agrees` — members that applied the same log index hold the same
+//!   state machine (identical applied prefixes);
+//! * `watch-exactly-once` — a watching client sees strictly increasing revisions, and
+//!   every acknowledged write on the watched prefix, up to the last revision it saw;
+//! * `writes-resume` — after the last fault, writes succeed again;
+//! * `quorum-loss-refuses-writes` (quorum scenario) — while a majority is down no
+//!   write succeeds, and clients are told "no quorum".
+
+use super::Setup;
+use crate::faults::{Fault, FaultSchedule, TimedFault};
+use crate::host::{Machine, NetworkConfig};
+use crate::invariant::{Invariant, Observation, World};
+use crate::linearizability::{check_history, CheckResult, KvInput, KvOutput, Operation};
+use keel_actors::message::{Report, StoreReport};
+use keel_actors::store::workload::{KvOp, KvOutcome, WorkloadConfig, WorkloadReport, KEY_PREFIX};
+use keel_actors::store::{StoreConfig, StoreMessage, StoreRequest};
+use keel_actors::Message;
+use keel_engine::{ActorSpec, Address};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub fn store_address(index: u64) -> Address {
+    Address::new(format!("s{index}"), keel_actors::store::KIND, 0)
+}
+
+fn spec<T: serde::Serialize>(kind: &str, config: &T) -> ActorSpec {
+    ActorSpec {
+        kind: kind.into(),
+        config_json: serde_json::to_string(config).expect("configuration serializes"),
+    }
+}
+
+/// `members` store machines (ids 1..=members) plus `joiners` machines that start
+/// empty and wait to be added, plus two client machines with `clients` workloads.
+pub fn machines(members: u64, joiners: u64, clients: u64, keys: u32) -> Vec<Machine> {
+    let initial: Vec<(u64, Address)> = (1..=members).map(|i| (i, store_address(i))).collect();
+    let mut machines = Vec::new();
+    for i in 1..=members + joiners {
+        let mut config = StoreConfig::new(i, initial.clone());
+        if i > members {
+            config.join = true;
+            config.initial_members.push((i, store_address(i)));
+        }
+        // Small snapshots interval so that lagging and new members catch up by snapshot.
+        config.snapshot_every_entries = 300;
+        machines.push(Machine {
+            name: format!("s{i}"),
+            actors: vec![(store_address(i), spec(keel_actors::store::KIND, &config))],
+        });
+    }
+    let endpoints: Vec<Address> = (1..=members).map(store_address).collect();
+    for machine in 1..=2u64 {
+        let mut actors = Vec::new();
+        for client in (1..=clients).filter(|c| (c % 2) + 1 == machine) {
+            let config = WorkloadConfig {
+                client,
+                endpoints: endpoints.clone(),
+                keys,
+                think_ms: 20,
+                ops_max: 0,
+                watch: client == 1,
+                client_config: Default::default(),
+            };
+            actors.push((
+                Address::new(
+                    format!("c{machine}"),
+                    keel_actors::store::workload::KIND,
+                    client as u32,
+                ),
+                spec(keel_actors::store::workload::KIND, &config),
+            ));
+        }
+        machines.push(Machine {
+            name: format!("c{machine}"),
+            actors,
+        });
+    }
+    machines
+}
+
+fn network() -> NetworkConfig {
+    NetworkConfig {
+        latency_min_ms: 1,
+        latency_max_ms: 10,
+        loss_rate: 0.005,
+        duplicate_rate: 0.005,
+        ..NetworkConfig::default()
+    }
+}
+
+fn at(duration_ms: u64, per_mille: u64) -> u64 {
+    duration_ms * per_mille / 1000
+}
+
+fn timed(at_ms: u64, fault: Fault) -> TimedFault {
+    TimedFault { at_ms, fault }
+}
+
+fn node(name: &str) -> String {
+    name.to_string()
+}
+
+/// The default: 3 members, leader killed, minority partition, restart, loss.
+pub fn faulty(_seed: u64, d: u64) -> Setup {
+    Setup {
+        machines: machines(3, 0, 4, 6),
+        network: network(),
+        faults: FaultSchedule::new(vec![
+            timed(at(d, 150), Fault::KillStoreLeader),
+            timed(at(d, 300), Fault::RestartAll),
+            timed(
+                at(d, 400),
+                Fault::Partition {
+                    groups: vec![
+                        vec![node("s1")],
+                        vec![node("s2"), node("s3"), node("c1"), node("c2")],
+                    ],
+                },
+            ),
+            timed(at(d, 520), Fault::Heal),
+            timed(
+                at(d, 550),
+                Fault::Network {
+                    latency_min_ms: 1,
+                    latency_max_ms: 40,
+                    loss_rate: 0.05,
+                    duplicate_rate: 0.02,
+                },
+            ),
+            timed(at(d, 600), Fault::KillStoreLeader),
+            timed(at(d, 680), Fault::RestartAll),
+            timed(
+                at(d, 700),
+                Fault::Network {
+                    latency_min_ms: 1,
+                    latency_max_ms: 10,
+                    loss_rate: 0.005,
+                    duplicate_rate: 0.005,
+                },
+            ),
+        ]),
+    }
+}
+
+/// Two of three members down: writes are refused with "no quorum", then service resumes.
+pub fn quorum_loss(_seed: u64, d: u64) -> Setup {
+    Setup {
+        machines: machines(3, 0, 4, 6),
+        network: network(),
+        faults: FaultSchedule::new(vec![
+            timed(at(d, 200), Fault::Kill { node: node("s1") }),
+            timed(at(d, 200), Fault::Kill { node: node("s2") }),
+            timed(at(d, 500), Fault::Restart { node: node("s2") }),
+            timed(at(d, 650), Fault::Restart { node: node("s1") }),
+        ]),
+    }
+}
+
+/// Leaders killed, paused and isolated over and over (5 members).
+pub fn leader_churn(_seed: u64, d: u64) -> Setup {
+    let mut faults = Vec::new();
+    for round in 0..4u64 {
+        let base = 100 + round * 150;
+        faults.push(timed(at(d, base), Fault::KillStoreLeader));
+        faults.push(timed(at(d, base + 60), Fault::RestartAll));
+    }
+    faults.push(timed(
+        at(d, 720),
+        Fault::Partition {
+            groups: vec![
+                vec![node("s1"), node("s2")],
+                vec![node("s3"), node("s4"), node("s5"), node("c1"), node("c2")],
+            ],
+        },
+    ));
+    faults.push(timed(at(d, 780), Fault::Heal));
+    Setup {
+        machines: machines(5, 0, 4, 6),
+        network: network(),
+        faults: FaultSchedule::new(faults),
+    }
+}
+
+/// A member is added under load (as a learner, promoted once caught up) and another
+/// removed.
+pub fn membership(_seed: u64, d: u64) -> Setup {
+    let inject = |to: u64, request: StoreRequest| Fault::Inject {
+        to: store_address(to),
+        msg: Box::new(Message::Store(StoreMessage::Request { id: 1, request })),
+    };
+    let mut faults = Vec::new();
+    for target in 1..=3 {
+        faults.push(timed(
+            at(d, 200),
+            inject(
+                target,
+                StoreRequest::MemberAdd {
+                    address: store_address(4),
+                    learner: false,
+                },
+            ),
+        ));
+    }
+    for target in 1..=4 {
+        faults.push(timed(
+            at(d, 550),
+            inject(target, StoreRequest::MemberRemove { id: 2 }),
+        ));
+    }
+    faults.push(timed(at(d, 600), Fault::Kill { node: node("s2") }));
+    faults.push(timed(at(d, 700), Fault::KillStoreLeader));
+    faults.push(timed(at(d, 760), Fault::Restart { node: node("s1") }));
+    faults.push(timed(at(d, 760), Fault::Restart { node: node("s3") }));
+    faults.push(timed(at(d, 760), Fault::Restart { node: node("s4") }));
+    Setup {
+        machines: machines(3, 1, 4, 6),
+        network: network(),
+        faults: FaultSchedule::new(faults),
+    }
+}
+
+/// The store scenarios' checkers.
+pub fn invariants(schedule: &FaultSchedule) -> Vec<Box<dyn Invariant + Send>> {
+    let mut list: Vec<Box<dyn Invariant + Send>> = vec![
+        Box::new(Linearizable::default()),
+        Box::new(OneLeaderPerTerm::default()),
+        Box::new(AppliedStateAgrees::default()),
+        Box::new(WatchExactlyOnce::default()),
+        Box::new(WritesResume::default()),
+    ];
+    if let Some(window) = quorum_loss_window(schedule) {
+        list.push(Box::new(QuorumLossRefusesWrites::new(window)));
+    }
+    list
+}
+
+/// The interval during which two of s1..s3 are down, from the schedule.
+fn quorum_loss_window(schedule: &FaultSchedule) -> Option<(u64, u64)> {
+    let mut down = BTreeSet::new();
+    let mut start = None;
+    for timed in &schedule.faults {
+        match &timed.fault {
+            Fault::Kill { node } if node.starts_with('s') => {
+                down.insert(node.clone());
+                if down.len() >= 2 && start.is_none() {
+                    start = Some(timed.at_ms);
+                }
+            }
+            Fault::Restart { node } => {
+                down.remove(node);
+                if let Some(s) = start {
+                    if down.len() < 2 {
+                        return Some((s, timed.at_ms));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn workload<'a>(observation: &Observation<'a>) -> Option<(u64, &'a WorkloadReport)> {
+    match observation {
+        Observation::Emitted {
+            at_ns,
+            msg: Message::Report(Report::Workload(report)),
+            ..
+        } => Some((*at_ns, report)),
+        _ => None,
+    }
+}
+
+/// Per-key linearizability of the workload clients' history.
+#[derive(Default)]
+pub struct Linearizable {
+    calls: BTreeMap<(u64, u64), (KvOp, u64)>,
+    done: Vec<Operation>,
+    failed: u64,
+    unknown: u64,
+}
+
+fn to_input(op: &KvOp) -> KvInput {
+    match op.clone() {
+        KvOp::Get { key } => KvInput::Get { key },
+        KvOp::Put { key, value } => KvInput::Put { key, value },
+        KvOp::Delete { key } => KvInput::Delete { key },
+        KvOp::Cas { key, expected, new } => KvInput::Cas {
+            key,
+            expected,
+            new: Some(new),
+        },
+    }
+}
+
+impl Invariant for Linearizable {
+    fn name(&self) -> &'static str {
+        "linearizable"
+    }
+    fn observe(&mut self, observation: &Observation<'_>, _world: &World<'_>) -> Result<(), String> {
+        match workload(observation) {
+            Some((at_ns, WorkloadReport::Call { client, op_id, op })) => {
+                self.calls.insert((*client, *op_id), (op.clone(), at_ns));
+            }
+            Some((
+                at_ns,
+                WorkloadReport::Return {
+                    client,
+                    op_id,
+                    outcome,
+                },
+            )) => {
+                let Some((op, call_ns)) = self.calls.remove(&(*client, *op_id)) else {
+                    return Ok(());
+                };
+                let (output, return_ns) = match outcome {
+                    KvOutcome::Get { value } => (
+                        KvOutput::Get {
+                            value: value.clone(),
+                        },
+                        Some(at_ns),
+                    ),
+                    KvOutcome::Put { .. } => (KvOutput::Put, Some(at_ns)),
+                    KvOutcome::Delete { existed, .. } => {
+                        (KvOutput::Delete { existed: *existed }, Some(at_ns))
+                    }
+                    KvOutcome::Cas { succeeded, .. } => (
+                        KvOutput::Cas {
+                            succeeded: *succeeded,
+                        },
+                        Some(at_ns),
+                    ),
+                    KvOutcome::Failed { .. } => {
+                        self.failed += 1;
+                        return Ok(());
+                    }
+                    KvOutcome::Unknown { .. } => {
+                        self.unknown += 1;
+                        (KvOutput::Unknown, None)
+                    }
+                };
+                self.done.push(Operation {
+                    client: *client,
+                    input: to_input(&op),
+                    call_ns,
+                    return_ns,
+                    output,
+                });
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+    fn finish(&mut self, _world: &World<'_>) -> Result<String, String> {
+        // Operations still in flight at the end may or may not have happened.
+        let mut history = std::mem::take(&mut self.done);
+        for ((client, _), (op, call_ns)) in std::mem::take(&mut self.calls) {
+            history.push(Operation {
+                client,
+                input: to_input(&op),
+                call_ns,
+                return_ns: None,
+                output: KvOutput::Unknown,
+            });
+        }
+        let completed = history.iter().filter(|o| o.return_ns.is_some()).count();
+        if completed == 0 {
+            return Err("no operation completed".into());
+        }
+        match check_history(&history, 2_000_000) {
+            CheckResult::Ok => Ok(format!(
+                "{completed} operations linearizable ({} ambiguous, {} refused)",
+                self.unknown, self.failed
+            )),
+            CheckResult::Illegal { key, detail } => {
+                Err(format!("key {key} is not linearizable: {detail}"))
+            }
+            CheckResult::Unknown { key, reason } => {
+                Err(format!("could not decide key {key}: {reason}"))
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct OneLeaderPerTerm {
+    leaders: BTreeMap<u64, u64>,
+}
+
+impl Invariant for OneLeaderPerTerm {
+    fn name(&self) -> &'static str {
+        "one-leader-per-term"
+    }
+    fn observe(&mut self, observation: &Observation<'_>, _world: &World<'_>) -> Result<(), String> {
+        if let Observation::Emitted {
+            msg: Message::Report(Report::Store(StoreReport::Leader { term, id })),
+            ..
+        } = observation
+        {
+            if let Some(other) = self.leaders.insert(*term, *id) {
+                if other != *id {
+                    return Err(format!("members {other} and {id} both led term {term}"));
+                }
+            }
+        }
+        Ok(())
+    }
+    fn finish(&mut self, _world: &World<'_>) -> Result<String, String> {
+        if self.leaders.is_empty() {
+            return Err("no leader was ever elected".into());
+        }
+        Ok(format!(
+            "{} terms with a leader, each with exactly one",
+            self.leaders.len()
+        ))
+    }
+}
+
+#[derive(Default)]
+pub struct AppliedStateAgrees {
+    digests: BTreeMap<u64, (u64, i64, u64)>,
+    checks: u64,
+}
+
+impl Invariant for AppliedStateAgrees {
+    fn name(&self) -> &'static str {
+        "applied-state-agrees"
+    }
+    fn observe(&mut self, observation: &Observation<'_>, _world: &World<'_>) -> Result<(), String> {
+        match observation {
+            Observation::Emitted {
+                msg:
+                    Message::Report(Report::Store(StoreReport::Applied {
+                        id,
+                        index,
+                        revision,
+                        digest,
+                    })),
+                ..
+            } => {
+                match self.digests.get(index) {
+                    Some((first, first_revision, first_digest)) => {
+                        self.checks += 1;
+                        if first_digest != digest || first_revision != revision {
+                            return Err(format!(
+                                "members {first} and {id} applied index {index} to different states \
+                                 (revisions {first_revision} and {revision})"
+                            ));
+                        }
+                    }
+                    None => {
+                        self.digests.insert(*index, (*id, *revision, *digest));
+                    }
+                }
+                Ok(())
+            }
+            Observation::Emitted {
+                msg: Message::Report(Report::Store(StoreReport::Fatal { id, reason })),
+                ..
+            } => Err(format!("member {id} stopped: {reason}")),
+            _ => Ok(()),
+        }
+    }
+    fn finish(&mut self, _world: &World<'_>) -> Result<String, String> {
+        Ok(format!(
+            "{} applied indexes compared across members, {} comparisons, all equal",
+            self.digests.len(),
+            self.checks
+        ))
+    }
+}
+
+/// The watching client sees every acknowledged write exactly once, in order.
+#[derive(Default)]
+pub struct WatchExactlyOnce {
+    seen: BTreeMap<u64, Vec<i64>>,
+    ended: BTreeSet<u64>,
+    acknowledged: BTreeSet<i64>,
+}
+
+impl Invariant for WatchExactlyOnce {
+    fn name(&self) -> &'static str {
+        "watch-exactly-once"
+    }
+    fn observe(&mut self, observation: &Observation<'_>, _world: &World<'_>) -> Result<(), String> {
+        match workload(observation) {
+            Some((
+                _,
+                WorkloadReport::WatchEvent {
+                    client,
+                    revision,
+                    key,
+                    ..
+                },
+            )) => {
+                if !key.starts_with(KEY_PREFIX) {
+                    return Err(format!("watch on {KEY_PREFIX} delivered key {key}"));
+                }
+                let seen = self.seen.entry(*client).or_default();
+                if let Some(last) = seen.last() {
+                    if revision <= last {
+                        return Err(format!(
+                            "client {client} saw revision {revision} after {last}"
+                        ));
+                    }
+                }
+                seen.push(*revision);
+            }
+            Some((_, WorkloadReport::WatchEnded { client, .. })) => {
+                self.ended.insert(*client);
+            }
+            Some((_, WorkloadReport::Return { outcome, .. })) => match outcome {
+                KvOutcome::Put { revision }
+                | KvOutcome::Delete {
+                    existed: true,
+                    revision,
+                }
+                | KvOutcome::Cas {
+                    succeeded: true,
+                    revision,
+                } => {
+                    self.acknowledged.insert(*revision);
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+        Ok(())
+    }
+    fn finish(&mut self, _world: &World<'_>) -> Result<String, String> {
+        let mut total = 0;
+        for (client, seen) in &self.seen {
+            total += seen.len();
+            let Some(last) = seen.last() else { continue };
+            let seen_set: BTreeSet<i64> = seen.iter().copied().collect();
+            let missing: Vec<i64> = self
+                .acknowledged
+                .iter()
+                .filter(|r| *r <= last && !seen_set.contains(r))
+                .copied()
+                .take(5)
+                .collect();
+            if !missing.is_empty() && !self.ended.contains(client) {
+                return Err(format!(
+                    "client {client}'s watch missed acknowledged revisions {missing:?}"
+                ));
+            }
+        }
+        if total == 0 {
+            return Err("the watch delivered nothing".into());
+        }
+        Ok(format!(
+            "{total} watch events, strictly increasing, none of {} acknowledged writes missed",
+            self.acknowledged.len()
+        ))
+    }
+}
+
+/// Writes succeed again once the faults are over.
+#[derive(Default)]
+pub struct WritesResume {
+    after_faults: u64,
+    total: u64,
+}
+
+/// Time allowed after the last fault for elections and catch-up.
+const SETTLE_MS: u64 = 3_000;
+
+impl Invariant for WritesResume {
+    fn name(&self) -> &'static str {
+        "writes-resume"
+    }
+    fn observe(&mut self, observation: &Observation<'_>, world: &World<'_>) -> Result<(), String> {
+        if let Some((_, WorkloadReport::Return { outcome, .. })) = workload(observation) {
+            if matches!(
+                outcome,
+                KvOutcome::Put { .. } | KvOutcome::Cas { .. } | KvOutcome::Delete { .. }
+            ) {
+                self.total += 1;
+                if world.now_ms > world.last_fault_ms + SETTLE_MS {
+                    self.after_faults += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+    fn finish(&mut self, world: &World<'_>) -> Result<String, String> {
+        if world.duration_ms < world.last_fault_ms + 2 * SETTLE_MS {
+            return Ok(format!(
+                "{} writes; not judged: the run ends too soon after the last fault",
+                self.total
+            ));
+        }
+        if self.after_faults == 0 {
+            return Err(format!(
+                "no write succeeded after the last fault ({} before)",
+                self.total
+            ));
+        }
+        Ok(format!(
+            "{} writes succeeded, {} after the last fault",
+            self.total, self.after_faults
+        ))
+    }
+}
+
+/// While a majority is down, no write succeeds and clients hear "no quorum".
+pub struct QuorumLossRefusesWrites {
+    window_ms: (u64, u64),
+    no_quorum_errors: u64,
+    refused: u64,
+}
+
+/// Responses already on the wire when the majority went down may still arrive.
+const IN_FLIGHT_MARGIN_MS: u64 = 200;
+
+impl QuorumLossRefusesWrites {
+    pub fn new(window_ms: (u64, u64)) -> Self {
+        QuorumLossRefusesWrites {
+            window_ms,
+            no_quorum_errors: 0,
+            refused: 0,
+        }
+    }
+}
+
+impl Invariant for QuorumLossRefusesWrites {
+    fn name(&self) -> &'static str {
+        "quorum-loss-refuses-writes"
+    }
+    fn observe(&mut self, observation: &Observation<'_>, world: &World<'_>) -> Result<(), String> {
+        let (start, end) = self.window_ms;
+        let inside = world.now_ms > start + IN_FLIGHT_MARGIN_MS && world.now_ms < end;
+        if !inside {
+            return Ok(());
+        }
+        if let Some((
+            _,
+            WorkloadReport::Return {
+                client,
+                op_id,
+                outcome,
+            },
+        )) = workload(observation)
+        {
+            match outcome {
+                KvOutcome::Put { .. }
+                | KvOutcome::Delete { existed: true, .. }
+                | KvOutcome::Cas {
+                    succeeded: true, ..
+                } => {
+                    return Err(format!(
+                        "client {client} op {op_id} wrote successfully at {} ms with a majority down",
+                        world.now_ms
+                    ));
+                }
+                KvOutcome::Failed { error } | KvOutcome::Unknown { error } => {
+                    self.refused += 1;
+                    if error.contains("no quorum") {
+                        self.no_quorum_errors += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+    fn finish(&mut self, _world: &World<'_>) -> Result<String, String> {
+        if self.no_quorum_errors == 0 {
+            return Err(format!(
+                "{} operations failed during quorum loss but none said \"no quorum\"",
+                self.refused
+            ));
+        }
+        Ok(format!(
+            "no write succeeded while the majority was down; {} refusals, {} said \"no quorum\"",
+            self.refused, self.no_quorum_errors
+        ))
+    }
+}
