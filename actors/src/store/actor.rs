@@ -62,8 +62,25 @@ struct Meta {
 struct Proposal {
     origin: u64,
     seq: u64,
+    /// The client's (session, request id), when it has a session: applied at most once.
+    client_request: Option<(u64, u64)>,
     op: ProposalOp,
 }
+
+/// Which requests of one client session were applied (replicated state).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Session {
+    /// Request ids at or below this count as applied (they fell out of the window).
+    floor: u64,
+    applied: BTreeSet<u64>,
+    last_index: u64,
+}
+
+/// Request ids remembered per session, and sessions remembered in all. A session
+/// evicted (the least recently active) loses its duplicate protection; the bus only
+/// duplicates within seconds, long before that.
+const SESSION_WINDOW_IDS: usize = 1024;
+const SESSIONS_MAX: usize = 16_384;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 enum ProposalOp {
@@ -90,6 +107,7 @@ struct SnapshotData {
     mvcc: Vec<u8>,
     members: Vec<Member>,
     auto_promote: Vec<u64>,
+    sessions: Vec<(u64, Session)>,
 }
 
 struct PendingWrite {
@@ -122,6 +140,7 @@ pub struct Store {
     mvcc: Mvcc,
     members: BTreeMap<u64, Member>,
     auto_promote: BTreeSet<u64>,
+    sessions: BTreeMap<u64, Session>,
     /// Addresses learned from raft messages, for members not (yet) in the directory.
     seen_addresses: BTreeMap<u64, Address>,
     applied: u64,
@@ -140,6 +159,8 @@ pub struct Store {
     entries_since_snapshot: u64,
     ticks: u64,
     removed: bool,
+    /// The session of the request being handled (0: none).
+    current_session: u64,
     logger: slog::Logger,
 }
 
@@ -178,6 +199,7 @@ impl Store {
             fatal: None,
             members,
             auto_promote: BTreeSet::new(),
+            sessions: BTreeMap::new(),
             seen_addresses: BTreeMap::new(),
             applied: 0,
             next_seq: 0,
@@ -195,6 +217,7 @@ impl Store {
             entries_since_snapshot: 0,
             ticks: 0,
             removed: false,
+            current_session: 0,
             logger: slog::Logger::root(slog::Discard, slog::o!()),
         })
     }
@@ -313,6 +336,7 @@ impl Store {
             .map_err(|e| format!("snapshot state does not decode: {e}"))?;
         self.members = snapshot.members.into_iter().map(|m| (m.id, m)).collect();
         self.auto_promote = snapshot.auto_promote.into_iter().collect();
+        self.sessions = snapshot.sessions.into_iter().collect();
         Ok(())
     }
 
@@ -584,6 +608,14 @@ impl Store {
             }
         };
         let now = ctx.now();
+        if let Some((session, request_id)) = proposal.client_request {
+            if !self.first_application(session, request_id) {
+                // A duplicate of a request already applied: the client has (or will
+                // time out on) the first answer; applying again could undo later writes.
+                self.pending_writes.remove(&proposal.seq);
+                return;
+            }
+        }
         let (result, events) = match proposal.op {
             ProposalOp::Put(request) => match self.mvcc.put(&request) {
                 Ok((response, events)) => (Ok(StoreResponse::Put(response)), events),
@@ -653,6 +685,32 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// Records that `request_id` of `session` is being applied; false if it already was.
+    fn first_application(&mut self, session: u64, request_id: u64) -> bool {
+        let index = self.applied + 1;
+        let entry = self.sessions.entry(session).or_default();
+        if request_id <= entry.floor || !entry.applied.insert(request_id) {
+            return false;
+        }
+        entry.last_index = index;
+        if entry.applied.len() > SESSION_WINDOW_IDS {
+            if let Some(oldest) = entry.applied.pop_first() {
+                entry.floor = entry.floor.max(oldest);
+            }
+        }
+        if self.sessions.len() > SESSIONS_MAX {
+            let stalest = self
+                .sessions
+                .iter()
+                .min_by_key(|(id, s)| (s.last_index, **id))
+                .map(|(id, _)| *id);
+            if let Some(id) = stalest {
+                self.sessions.remove(&id);
+            }
+        }
+        true
     }
 
     fn apply_conf_change(&mut self, ctx: &mut Ctx<'_>, entry: &raft::eraftpb::Entry) {
@@ -776,6 +834,7 @@ impl Store {
             mvcc: self.mvcc.snapshot(),
             members: self.members.values().cloned().collect(),
             auto_promote: self.auto_promote.iter().copied().collect(),
+            sessions: self.sessions.iter().map(|(k, v)| (*k, v.clone())).collect(),
         };
         let Some(raft) = self.raft.as_mut() else {
             return;
@@ -1076,15 +1135,23 @@ impl Store {
     }
 
     fn propose(&mut self, ctx: &mut Ctx<'_>, from: Address, id: u64, op: ProposalOp) {
-        self.propose_from(ctx, Some((from, id)), op);
+        let client_request = (self.current_session != 0).then_some((self.current_session, id));
+        self.propose_from(ctx, Some((from, id)), client_request, op);
     }
 
-    fn propose_from(&mut self, ctx: &mut Ctx<'_>, client: Option<(Address, u64)>, op: ProposalOp) {
+    fn propose_from(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        client: Option<(Address, u64)>,
+        client_request: Option<(u64, u64)>,
+        op: ProposalOp,
+    ) {
         let now = ctx.now();
         self.next_seq += 1;
         let proposal = Proposal {
             origin: self.config.id,
             seq: self.next_seq,
+            client_request,
             op,
         };
         let data = bincode::serialize(&proposal).expect("proposal serializes");
@@ -1509,7 +1576,7 @@ impl Store {
             .collect();
         for id in expired {
             self.revoking.insert(id);
-            self.propose_from(ctx, None, ProposalOp::LeaseRevoke { id });
+            self.propose_from(ctx, None, None, ProposalOp::LeaseRevoke { id });
         }
         // Promote learners that asked for it once they have caught up.
         let Some(raft) = self.raft.as_ref() else {
@@ -1638,8 +1705,14 @@ impl Actor for Store {
                     }
                     self.handle_ready(ctx);
                 }
-                Message::Store(StoreMessage::Request { id, request }) => {
-                    self.on_request(ctx, from, id, request)
+                Message::Store(StoreMessage::Request {
+                    id,
+                    session,
+                    request,
+                }) => {
+                    self.current_session = session;
+                    self.on_request(ctx, from, id, request);
+                    self.current_session = 0;
                 }
                 Message::Store(StoreMessage::WatchAck { watch_id, seq }) => {
                     self.on_watch_ack(from, watch_id, seq)

@@ -117,6 +117,8 @@ pub struct StoreClient {
     watches: BTreeMap<u64, WatchState>,
     /// Server watch id → logical watch id.
     server_watches: BTreeMap<u64, u64>,
+    /// This client incarnation's session (see `StoreMessage::Request`).
+    session: u64,
     pub stats: ClientStats,
 }
 
@@ -130,12 +132,22 @@ pub struct ClientStats {
 
 type Out = Vec<(Address, Message)>;
 
-fn request_message(id: u64, request: StoreRequest) -> Message {
-    Message::Store(StoreMessage::Request { id, request })
+fn request_message(session: u64, id: u64, request: StoreRequest) -> Message {
+    Message::Store(StoreMessage::Request {
+        id,
+        session,
+        request,
+    })
 }
 
 impl StoreClient {
-    pub fn new(endpoints: Vec<Address>, config: ClientConfig) -> Result<Self, String> {
+    /// `session` should be random per client incarnation (from the actor's RNG), so
+    /// that a restarted client's request ids never collide with its previous life's.
+    pub fn new(
+        endpoints: Vec<Address>,
+        config: ClientConfig,
+        session: u64,
+    ) -> Result<Self, String> {
         config.validate()?;
         if endpoints.is_empty() {
             return Err("a store client needs at least one endpoint".into());
@@ -149,6 +161,7 @@ impl StoreClient {
             inflight: BTreeMap::new(),
             watches: BTreeMap::new(),
             server_watches: BTreeMap::new(),
+            session,
             stats: ClientStats::default(),
         })
     }
@@ -185,7 +198,10 @@ impl StoreClient {
         let to = self.target_for(request.is_write());
         self.next_id += 1;
         let id = self.next_id;
-        out.push((to.clone(), request_message(id, request.clone())));
+        out.push((
+            to.clone(),
+            request_message(self.session, id, request.clone()),
+        ));
         self.inflight.insert(
             id,
             Inflight {
@@ -217,7 +233,10 @@ impl StoreClient {
         inflight.sent_to = to.clone();
         inflight.sent_at = now;
         self.stats.retries += 1;
-        out.push((to, request_message(id, inflight.request.clone())));
+        out.push((
+            to,
+            request_message(self.session, id, inflight.request.clone()),
+        ));
         self.inflight.insert(id, inflight);
         None
     }
@@ -380,6 +399,7 @@ impl StoreClient {
             out.push((
                 state.member,
                 request_message(
+                    self.session,
                     id,
                     StoreRequest::WatchCancel {
                         watch_id: state.server_id,
@@ -409,6 +429,7 @@ impl StoreClient {
             out.push((
                 state.member.clone(),
                 request_message(
+                    self.session,
                     request_id + 1_000_000_000,
                     StoreRequest::WatchCancel {
                         watch_id: state.server_id,
@@ -427,7 +448,7 @@ impl StoreClient {
         self.server_watches.insert(server_id, watch);
         out.push((
             member,
-            request_message(request_id, StoreRequest::WatchCreate(create)),
+            request_message(self.session, request_id, StoreRequest::WatchCreate(create)),
         ));
     }
 

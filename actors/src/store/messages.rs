@@ -12,8 +12,14 @@ use serde::{Deserialize, Serialize};
 pub enum StoreMessage {
     /// A raft message between members (raft-rs protobuf bytes).
     Raft(Vec<u8>),
-    /// A client request; `id` is the client's, echoed in the response.
-    Request { id: u64, request: StoreRequest },
+    /// A client request; `id` is the client's, echoed in the response. Writes from a
+    /// client `session` (non-zero, random per client incarnation, ids increasing) are
+    /// applied at most once even if the bus delivers the request twice.
+    Request {
+        id: u64,
+        session: u64,
+        request: StoreRequest,
+    },
     /// The answer to a request, with where the leader is (for redirects).
     Response {
         id: u64,

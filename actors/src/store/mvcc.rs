@@ -265,9 +265,10 @@ impl Mvcc {
     ///
     /// `start_revision` 0 means "from the oldest retained change". A start at or below
     /// the compaction revision is refused with `Compacted`: the events there (or their
-    /// `prev_kv`) are gone. At most `limit` events are returned, but a revision is
-    /// never split (a watcher resumes at the revision after the last event it got), so
-    /// one revision with more changes than `limit` is returned whole.
+    /// `prev_kv`) are gone. At most `limit` events are returned, so fewer than `limit`
+    /// means the caller has caught up; a full batch may end partway through a revision
+    /// (a caller that resumes by revision drops that last revision's events and asks
+    /// again from it).
     pub fn events_since(
         &self,
         start_revision: i64,
@@ -294,19 +295,13 @@ impl Mvcc {
             return Ok(events);
         }
         let first = start_revision.max(self.compacted_revision + 1);
-        for (&revision, keys) in self.changes.range(first..) {
-            let batch: Vec<Event> = keys
-                .iter()
+        let changed = self.changes.range(first..).flat_map(|(&revision, keys)| {
+            keys.iter()
                 .filter(|changed| range.contains(changed))
-                .map(|changed| self.event_at(changed, revision))
-                .collect();
-            if !events.is_empty() && events.len() + batch.len() > limit {
-                break;
-            }
-            events.extend(batch);
-            if events.len() >= limit {
-                break;
-            }
+                .map(move |changed| (revision, changed))
+        });
+        for (revision, changed) in changed.take(limit) {
+            events.push(self.event_at(changed, revision));
         }
         Ok(events)
     }
@@ -1863,15 +1858,14 @@ mod tests {
         assert_eq!(only_a[0].kv.mod_revision, 4);
         assert_eq!(only_a[0].prev_kv.as_ref().unwrap().value, b"1");
         assert_eq!(only_a[1].kind, EventType::Delete);
-        // A limit stops at a revision boundary and never splits one.
+        // The limit is strict, even partway through a revision.
         let limited = store.events_since(0, &[0], &[0], 3).unwrap();
+        assert_eq!(limited, returned[..3].to_vec());
         assert_eq!(
-            limited.len(),
-            2,
-            "revision 4 has two events and would exceed 3"
+            limited[2].kv.mod_revision, 4,
+            "revision 4's second event is cut off"
         );
-        let one = store.events_since(4, &[0], &[0], 1).unwrap();
-        assert_eq!(one.len(), 2, "a revision larger than the limit comes whole");
+        assert!(store.events_since(0, &[0], &[0], 0).unwrap().is_empty());
         assert!(store.events_since(99, &[0], &[0], 10).unwrap().is_empty());
         store.compact(4).unwrap();
         assert!(matches!(

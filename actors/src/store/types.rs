@@ -239,14 +239,16 @@ fn format_bytes(bytes: usize) -> String {
     const KIB: u128 = 1024;
     const MIB: u128 = 1024 * 1024;
     let exact = bytes as u128;
-    if exact >= MIB && (exact * 10) % MIB == 0 {
-        let tenths = exact * 10 / MIB;
-        if tenths % 10 == 0 {
-            format!("{} MiB", tenths / 10)
+    // Whole tenths of a MiB print as MiB, whole KiB as KiB, anything else in bytes.
+    let tenths_of_mib = exact * 10 / MIB;
+    if exact >= MIB && tenths_of_mib * MIB == exact * 10 {
+        let (whole, tenth) = (tenths_of_mib / 10, tenths_of_mib % 10);
+        if tenth == 0 {
+            format!("{whole} MiB")
         } else {
-            format!("{}.{} MiB", tenths / 10, tenths % 10)
+            format!("{whole}.{tenth} MiB")
         }
-    } else if exact >= KIB && exact % KIB == 0 {
+    } else if exact >= KIB && exact / KIB * KIB == exact {
         format!("{} KiB", exact / KIB)
     } else {
         format!("{bytes} bytes")

@@ -139,7 +139,8 @@ pub struct Workload {
 impl Workload {
     pub fn new(config: WorkloadConfig) -> Result<Self, String> {
         config.validate()?;
-        let client = StoreClient::new(config.endpoints.clone(), config.client_config.clone())?;
+        // The session is re-drawn from the actor's RNG at start; this one is a placeholder.
+        let client = StoreClient::new(config.endpoints.clone(), config.client_config.clone(), 0)?;
         Ok(Workload {
             config,
             client,
@@ -342,6 +343,15 @@ impl Actor for Workload {
         let now = ctx.now();
         match input {
             Input::Start(_) => {
+                let session = ctx.rng().gen::<u64>() | 1;
+                match StoreClient::new(
+                    self.config.endpoints.clone(),
+                    self.config.client_config.clone(),
+                    session,
+                ) {
+                    Ok(client) => self.client = client,
+                    Err(_) => return,
+                }
                 ctx.set_timer(WorkloadTimer::Tick, Duration::from_millis(100));
                 let first = ctx.rng().gen_range(50..500);
                 ctx.set_timer(WorkloadTimer::Next, Duration::from_millis(first));

@@ -192,7 +192,11 @@ pub fn leader_churn(_seed: u64, d: u64) -> Setup {
 pub fn membership(_seed: u64, d: u64) -> Setup {
     let inject = |to: u64, request: StoreRequest| Fault::Inject {
         to: store_address(to),
-        msg: Box::new(Message::Store(StoreMessage::Request { id: 1, request })),
+        msg: Box::new(Message::Store(StoreMessage::Request {
+            id: 1,
+            session: 0,
+            request,
+        })),
     };
     let mut faults = Vec::new();
     for target in 1..=3 {
@@ -372,6 +376,17 @@ impl Invariant for Linearizable {
         let completed = history.iter().filter(|o| o.return_ns.is_some()).count();
         if completed == 0 {
             return Err("no operation completed".into());
+        }
+        if let Ok(key) = std::env::var("KEEL_DEBUG_KEY") {
+            let mut ops: Vec<&Operation> =
+                history.iter().filter(|o| o.input.key() == key).collect();
+            ops.sort_by_key(|o| o.call_ns);
+            for o in ops {
+                eprintln!(
+                    "{:>12} {:>12?} c{} {:?} -> {:?}",
+                    o.call_ns, o.return_ns, o.client, o.input, o.output
+                );
+            }
         }
         match check_history(&history, 2_000_000) {
             CheckResult::Ok => Ok(format!(
