@@ -35,6 +35,13 @@ pub enum StoreReport {
         revision: i64,
         digest: u64,
     },
+    /// This member applied a membership change at `index`.
+    Members {
+        id: u64,
+        index: u64,
+        voters: Vec<u64>,
+        learners: Vec<u64>,
+    },
     /// This member stopped: its data cannot be used.
     Fatal { id: u64, reason: String },
 }

@@ -42,6 +42,8 @@ use std::time::Duration;
 pub const SIM_EPOCH_UNIX_SECS: u64 = 1_767_225_600;
 const BUS_PORT: u16 = 7000;
 const BUS_TAG: u64 = 0x6b65656c;
+/// The simulator's own machine, from which injected requests are sent.
+const DRIVER_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 255, 254));
 
 /// One machine and the actors it hosts.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -559,6 +561,7 @@ fn node_of(ids: &BTreeMap<NodeId, madsim::task::NodeId>, name: &str) -> madsim::
 fn apply_fault(
     shared: &Arc<Mutex<Shared>>,
     ids: &BTreeMap<NodeId, madsim::task::NodeId>,
+    driver: &madsim::runtime::NodeHandle,
     fault: &Fault,
 ) {
     let handle = Handle::current();
@@ -650,8 +653,8 @@ fn apply_fault(
             let bytes = bincode::serialize(&Datagram { id, envelope })
                 .expect("datagram serialization is infallible");
             drop(s);
-            madsim::task::spawn(async move {
-                if let Ok(endpoint) = Endpoint::bind("0.0.0.0:0").await {
+            driver.spawn(async move {
+                if let Ok(endpoint) = Endpoint::bind(SocketAddr::new(DRIVER_IP, 0)).await {
                     let _ = endpoint
                         .send_to_raw(SocketAddr::new(ip, BUS_PORT), BUS_TAG, Box::new(bytes))
                         .await;
@@ -851,13 +854,18 @@ pub fn run(config: SimConfig) -> Result<RunSummary, SimError> {
                 .build();
             ids.insert(node, handle.id());
         }
+        let driver = handle
+            .create_node()
+            .name("sim-driver")
+            .ip(DRIVER_IP)
+            .build();
         let progress = progress.map(|every| (every.max(1), label.as_str()));
         for timed in &faults.faults {
             if timed.at_ms >= duration_ms {
                 break;
             }
             sleep_until_ms(&shared, timed.at_ms, progress).await;
-            apply_fault(&shared, &ids, &timed.fault);
+            apply_fault(&shared, &ids, &driver, &timed.fault);
         }
         sleep_until_ms(&shared, duration_ms, progress).await;
     });

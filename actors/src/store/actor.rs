@@ -288,7 +288,14 @@ impl Store {
                         .map(|(id, _)| *id)
                         .collect()
                 };
-                let (log, mut batch) = RaftLog::bootstrap(voters);
+                let initial = SnapshotData {
+                    mvcc: Mvcc::new(self.config.limits.clone()).snapshot(),
+                    members: self.members.values().cloned().collect(),
+                    auto_promote: Vec::new(),
+                    sessions: Vec::new(),
+                };
+                let data = bincode::serialize(&initial).expect("snapshot data serializes");
+                let (log, mut batch) = RaftLog::bootstrap(voters, data);
                 let meta = Meta {
                     magic: META_MAGIC.into(),
                     member_id: self.config.id,
@@ -799,6 +806,12 @@ impl Store {
                 "membership change refused: {e}"
             ))),
         };
+        ctx.emit(Message::Report(Report::Store(StoreReport::Members {
+            id: self.config.id,
+            index: entry.index,
+            voters: self.voters(),
+            learners: self.learners(),
+        })));
         if let Some(ctxt) = context {
             if ctxt.origin == self.config.id {
                 if let Some(pending) = self.pending_writes.remove(&ctxt.seq) {

@@ -49,15 +49,30 @@ pub struct RaftLog {
 }
 
 impl RaftLog {
-    /// A fresh member of a new cluster: voters known from the initial configuration.
-    pub fn bootstrap(voters: Vec<u64>) -> (RaftLog, WriteBatch) {
+    /// A founding member of a new cluster. Its state starts from a snapshot at index 1
+    /// (term 1) that holds the initial voters and the empty state machine `data`;
+    /// every founding member builds the same one. Keeping the initial membership in a
+    /// snapshot, not only in raft's conf state, means a member that joins later gets it
+    /// too: the leader's log starts at index 2, so the newcomer is sent the snapshot
+    /// first and its membership is never missing the founders.
+    /// A joining member (`voters` empty) starts with nothing and waits for the leader.
+    pub fn bootstrap(voters: Vec<u64>, data: Vec<u8>) -> (RaftLog, WriteBatch) {
         let mut log = RaftLog::default();
         let mut batch = WriteBatch::new();
         if !voters.is_empty() {
             log.conf_state.voters = voters;
-            log.snapshot
-                .mut_metadata()
-                .set_conf_state(log.conf_state.clone());
+            let mut snapshot = Snapshot::default();
+            snapshot.set_data(data.into());
+            let meta = snapshot.mut_metadata();
+            meta.index = 1;
+            meta.term = 1;
+            meta.set_conf_state(log.conf_state.clone());
+            batch.put(KEY_SNAPSHOT, encode(&snapshot));
+            log.snapshot = snapshot;
+            let mut hs = HardState::default();
+            hs.term = 1;
+            hs.commit = 1;
+            log.set_hard_state(hs, &mut batch);
             batch.put(KEY_CONF_STATE, encode(&log.conf_state));
         }
         (log, batch)

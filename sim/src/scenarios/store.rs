@@ -238,6 +238,13 @@ pub fn invariants(schedule: &FaultSchedule) -> Vec<Box<dyn Invariant + Send>> {
         Box::new(WatchExactlyOnce::default()),
         Box::new(WritesResume::default()),
     ];
+    let adds = schedule.faults.iter().any(|f| {
+        matches!(&f.fault, Fault::Inject { msg, .. }
+            if matches!(**msg, Message::Store(StoreMessage::Request { request: StoreRequest::MemberAdd { .. }, .. })))
+    });
+    if adds {
+        list.push(Box::new(MembershipChanged::default()));
+    }
     if let Some(window) = quorum_loss_window(schedule) {
         list.push(Box::new(QuorumLossRefusesWrites::new(window)));
     }
@@ -696,6 +703,65 @@ impl Invariant for QuorumLossRefusesWrites {
         Ok(format!(
             "no write succeeded while the majority was down; {} refusals, {} said \"no quorum\"",
             self.refused, self.no_quorum_errors
+        ))
+    }
+}
+
+/// The membership scenario's changes happened: member 4 joined as a learner, was
+/// promoted to voter, and member 2 was removed; every member agrees at each index.
+#[derive(Default)]
+pub struct MembershipChanged {
+    by_index: BTreeMap<u64, (Vec<u64>, Vec<u64>)>,
+    four_was_learner: bool,
+    latest: Option<(u64, Vec<u64>, Vec<u64>)>,
+}
+
+impl Invariant for MembershipChanged {
+    fn name(&self) -> &'static str {
+        "membership-changed"
+    }
+    fn observe(&mut self, observation: &Observation<'_>, _world: &World<'_>) -> Result<(), String> {
+        if let Observation::Emitted {
+            msg:
+                Message::Report(Report::Store(StoreReport::Members {
+                    id,
+                    index,
+                    voters,
+                    learners,
+                })),
+            ..
+        } = observation
+        {
+            if let Some((v, l)) = self.by_index.get(index) {
+                if v != voters || l != learners {
+                    return Err(format!(
+                        "member {id} disagrees about the membership at index {index}"
+                    ));
+                }
+            } else {
+                self.by_index
+                    .insert(*index, (voters.clone(), learners.clone()));
+            }
+            if learners.contains(&4) {
+                self.four_was_learner = true;
+            }
+            if self.latest.as_ref().is_none_or(|(i, _, _)| index > i) {
+                self.latest = Some((*index, voters.clone(), learners.clone()));
+            }
+        }
+        Ok(())
+    }
+    fn finish(&mut self, _world: &World<'_>) -> Result<String, String> {
+        let Some((index, voters, learners)) = &self.latest else {
+            return Err("no membership change was applied".into());
+        };
+        if !self.four_was_learner || !voters.contains(&4) || voters.contains(&2) {
+            return Err(format!(
+                "expected 4 added as learner then promoted and 2 removed; at index {index}: voters {voters:?}, learners {learners:?}"
+            ));
+        }
+        Ok(format!(
+            "member 4 joined as learner and was promoted, member 2 removed; voters now {voters:?}"
         ))
     }
 }
