@@ -36,6 +36,8 @@ enum Command {
     Scenarios,
     /// Run one real machine of the self-test protocol over TCP (until the store lands).
     Selftest(commands::node::NodeArgs),
+    /// Run a store member (keel's etcd), or talk to one: put, get, del, watch, member, status.
+    Store(commands::store::StoreArgs),
     /// Print keel's version, wire and trace format versions.
     Version,
 }
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Replay { file, json } => commands::replay::run(&file, json),
         Command::Scenarios => commands::sim::list_scenarios(),
         Command::Selftest(args) => commands::node::run(args),
+        Command::Store(args) => commands::store::run(args),
         Command::Version => commands::version(),
     };
     ExitCode::from(code)

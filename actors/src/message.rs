@@ -22,6 +22,18 @@ pub enum Message {
 pub enum Report {
     Store(StoreReport),
     Workload(crate::store::workload::WorkloadReport),
+    /// A line for the user (a command-line actor's output); the real host prints it.
+    Output {
+        line: String,
+    },
+    /// A command-line actor has finished: the real host stops and returns `result`
+    /// (JSON text); `ok` false makes the command fail.
+    Done {
+        ok: bool,
+        result: String,
+    },
+    /// A lease client's grant, keep-alives and observations of its key.
+    Lease(crate::store::lease_workload::LeaseReport),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -32,6 +32,19 @@ impl ActorFactory<Message> for Registry {
                         .map_err(|e| format!("bad store workload configuration: {e}"))?;
                 Ok(Box::new(crate::store::workload::Workload::new(config)?))
             }
+            crate::store::cli::KIND => {
+                let config: crate::store::cli::CliConfig = serde_json::from_str(&spec.config_json)
+                    .map_err(|e| format!("bad store command configuration: {e}"))?;
+                Ok(Box::new(crate::store::cli::StoreCli::new(config)?))
+            }
+            crate::store::lease_workload::KIND => {
+                let config: crate::store::lease_workload::LeaseWorkloadConfig =
+                    serde_json::from_str(&spec.config_json)
+                        .map_err(|e| format!("bad store lease client configuration: {e}"))?;
+                Ok(Box::new(crate::store::lease_workload::LeaseWorkload::new(
+                    config,
+                )?))
+            }
             other => Err(format!("unknown component kind {other:?}")),
         }
     }
@@ -50,5 +63,9 @@ pub const KINDS: &[(&str, &str)] = &[
     (
         crate::store::workload::KIND,
         "a store client running a random workload and reporting its history",
+    ),
+    (
+        crate::store::lease_workload::KIND,
+        "a store client holding a key on a lease: keeps it alive, then lets it expire",
     ),
 ];

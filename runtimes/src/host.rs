@@ -72,9 +72,13 @@ pub struct NodeConfig {
     /// How often the status line is logged (10 ms to a day).
     #[serde(default = "default_status_interval_ms")]
     pub status_interval_ms: u64,
-    /// Stop after this long; `None` runs until SIGINT or SIGTERM.
+    /// Stop after this long; `None` runs until SIGINT or SIGTERM (or an actor reports
+    /// it is done, see `Report::Done`).
     #[serde(default)]
     pub run_for_ms: Option<u64>,
+    /// More addresses the bus listens on (e.g. a member's client address), same protocol.
+    #[serde(default)]
+    pub extra_listen: Vec<SocketAddr>,
 }
 
 impl NodeConfig {
@@ -130,6 +134,15 @@ pub struct NodeReport {
     pub trace_events: Option<u64>,
     /// The trace hash, when recording.
     pub trace_hash: Option<u64>,
+    /// What a command actor reported when it finished (`Report::Done`), if one did.
+    pub result: Option<CommandResult>,
+}
+
+/// A command actor's outcome.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CommandResult {
+    pub ok: bool,
+    pub result: serde_json::Value,
 }
 
 /// Counters of the host's own routing.
@@ -193,6 +206,9 @@ struct Shared {
     transport: Transport,
     trace: RefCell<Option<TraceSink>>,
     stats: Cell<HostStats>,
+    /// Set by the first `Report::Done` an actor emits; wakes `wait_for_stop`.
+    done: RefCell<Option<CommandResult>>,
+    done_signal: Rc<tokio::sync::Notify>,
 }
 
 impl Shared {
@@ -230,6 +246,25 @@ impl Shared {
             }
             // The actor has stopped: the node is shutting down.
             Err(actix::prelude::SendError::Closed(_)) => {}
+        }
+    }
+
+    /// What an actor reports to the host: command output is printed on stdout, a
+    /// command's end stops the node; other reports are for logs only.
+    fn report(&self, from: &Address, msg: &Message) {
+        use keel_actors::message::Report;
+        match msg {
+            Message::Report(Report::Output { line }) => println!("{line}"),
+            Message::Report(Report::Done { ok, result }) => {
+                let result = serde_json::from_str(result)
+                    .unwrap_or(serde_json::Value::String(result.clone()));
+                let mut done = self.done.borrow_mut();
+                if done.is_none() {
+                    *done = Some(CommandResult { ok: *ok, result });
+                    self.done_signal.notify_one();
+                }
+            }
+            other => tracing::trace!(actor = %from, report = ?other, "report"),
         }
     }
 
@@ -293,8 +328,12 @@ impl ActorHost {
         if let Some(event) = step.event.take() {
             self.shared.record(&event);
         }
-        for (to, msg) in step.sends() {
-            self.shared.route(&me, to, msg);
+        for effect in &step.effects {
+            match effect {
+                keel_engine::Effect::Send { to, msg } => self.shared.route(&me, to, msg),
+                keel_engine::Effect::Emit { msg } => self.shared.report(&me, msg),
+                _ => {}
+            }
         }
         for (firing, after_ms) in step.timers {
             ctx.run_later(Duration::from_millis(after_ms), move |host, ctx| {
@@ -475,6 +514,11 @@ async fn run_node_inside_system(config: NodeConfig) -> Result<NodeReport, Runtim
         config.peers.clone(),
         config.transport.clone(),
     )?;
+    for address in &config.extra_listen {
+        let extra = BoundListener::bind(*address).await?;
+        transport.serve(extra);
+        tracing::info!(node = %config.node, listen = %address, "bus also listening");
+    }
     tracing::info!(node = %config.node, listen = %listen_addr, peers = config.peers.len(), "bus listening");
 
     // Mailboxes first, so that every actor can route to every other from its first step.
@@ -492,6 +536,8 @@ async fn run_node_inside_system(config: NodeConfig) -> Result<NodeReport, Runtim
         transport: transport.clone(),
         trace: RefCell::new(trace),
         stats: Cell::new(HostStats::default()),
+        done: RefCell::new(None),
+        done_signal: Rc::new(tokio::sync::Notify::new()),
     });
     for (ctx, actor) in contexts.into_iter().zip(started) {
         ctx.run(ActorHost {
@@ -523,6 +569,7 @@ async fn run_node_inside_system(config: NodeConfig) -> Result<NodeReport, Runtim
         stopped_by: stopped_by.to_string(),
         trace_events: None,
         trace_hash: None,
+        result: shared.done.borrow_mut().take(),
     };
     let sink = shared.trace.borrow_mut().take();
     if let Some(TraceSink {
@@ -586,6 +633,12 @@ async fn wait_for_stop(config: &NodeConfig, shared: &Shared) -> &'static str {
             }
         }
     };
+    let done = async {
+        // A command actor that finished before we got here has already notified.
+        if shared.done.borrow().is_none() {
+            shared.done_signal.notified().await;
+        }
+    };
     let status_line = async {
         let period = Duration::from_millis(config.status_interval_ms);
         let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -607,6 +660,7 @@ async fn wait_for_stop(config: &NodeConfig, shared: &Shared) -> &'static str {
         _ = interrupt => "SIGINT",
         _ = terminate => "SIGTERM",
         _ = status_line => "status loop ended",
+        _ = done => "command finished",
     }
 }
 

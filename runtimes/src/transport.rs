@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -68,14 +68,18 @@ pub struct Handshake {
     pub wire_version: u16,
     /// The dialling node's name.
     pub node: String,
+    /// Where the dialling node listens, so that a node that does not know it (a client,
+    /// a member joining later) can answer: the receiver dials back to this address.
+    pub listen: Option<SocketAddr>,
 }
 
 impl Handshake {
-    pub fn new(node: &NodeId) -> Handshake {
+    pub fn new(node: &NodeId, listen: Option<SocketAddr>) -> Handshake {
         Handshake {
             magic: HANDSHAKE_MAGIC,
             wire_version: WIRE_VERSION,
             node: node.as_str().to_string(),
+            listen,
         }
     }
 
@@ -133,6 +137,14 @@ pub struct TransportConfig {
     pub inbox_capacity: usize,
     /// Inbound connections served at once; more are refused.
     pub max_inbound_connections: usize,
+    /// Peers learned from handshakes (clients, joining members) at most; beyond it a
+    /// new node's messages are received but cannot be answered.
+    #[serde(default = "default_dynamic_peers_max")]
+    pub dynamic_peers_max: usize,
+}
+
+fn default_dynamic_peers_max() -> usize {
+    1024
 }
 
 impl Default for TransportConfig {
@@ -146,6 +158,7 @@ impl Default for TransportConfig {
             write_timeout_ms: 5000,
             inbox_capacity: 4096,
             max_inbound_connections: 1024,
+            dynamic_peers_max: default_dynamic_peers_max(),
         }
     }
 }
@@ -313,15 +326,25 @@ struct Inner {
     node: NodeId,
     local_addr: SocketAddr,
     max_frame_bytes: usize,
-    /// Encoded frames (length prefix included) waiting for each peer's task.
-    outbound: BTreeMap<NodeId, mpsc::Sender<Vec<u8>>>,
+    /// Encoded frames (length prefix included) waiting for each peer's task; peers
+    /// that introduced themselves with a listen address are added as they come.
+    outbound: Arc<Mutex<BTreeMap<NodeId, mpsc::Sender<Vec<u8>>>>>,
     counters: Arc<Counters>,
-    tasks: Vec<AbortHandle>,
+    tasks: Arc<Mutex<Vec<AbortHandle>>>,
+    runtime: tokio::runtime::Handle,
+    inbound: InboundShared,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Nothing panics while holding these locks; recover the data regardless.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        for task in &self.tasks {
+        for task in lock(&self.tasks).iter() {
             task.abort();
         }
     }
@@ -349,34 +372,31 @@ impl Transport {
             tokio::runtime::Handle::try_current().map_err(|_| TransportError::NoRuntime)?;
         let counters = Arc::new(Counters::default());
         let (inbox_sender, inbox) = mpsc::channel(config.inbox_capacity);
-        let mut tasks = Vec::new();
         let local_addr = listener.local_addr;
-        let accept = runtime.spawn(accept_loop(
-            listener.listener,
-            InboundShared {
-                node: node.clone(),
-                config: config.clone(),
-                counters: counters.clone(),
-                inbox: inbox_sender,
-            },
-        ));
-        tasks.push(accept.abort_handle());
-        let mut outbound = BTreeMap::new();
+        let outbound = Arc::new(Mutex::new(BTreeMap::new()));
+        let tasks = Arc::new(Mutex::new(Vec::new()));
+        let dialer = Dialer {
+            local_node: node.clone(),
+            local_listen: local_addr,
+            config: config.clone(),
+            counters: counters.clone(),
+            outbound: outbound.clone(),
+            tasks: tasks.clone(),
+            runtime: runtime.clone(),
+            dynamic_peers: Arc::new(AtomicU64::new(0)),
+        };
         for (peer, address) in peers {
-            let (queue_sender, queue) = mpsc::channel(config.send_queue_capacity);
-            let task = runtime.spawn(run_outbound(
-                OutboundPeer {
-                    local_node: node.clone(),
-                    peer: peer.clone(),
-                    address,
-                    config: config.clone(),
-                    counters: counters.clone(),
-                },
-                queue,
-            ));
-            tasks.push(task.abort_handle());
-            outbound.insert(peer, queue_sender);
+            dialer.add_peer(peer, address);
         }
+        let inbound = InboundShared {
+            node: node.clone(),
+            config: config.clone(),
+            counters: counters.clone(),
+            inbox: inbox_sender,
+            dialer,
+        };
+        let accept = runtime.spawn(accept_loop(listener.listener, inbound.clone()));
+        lock(&tasks).push(accept.abort_handle());
         let inner = Inner {
             node,
             local_addr,
@@ -384,6 +404,8 @@ impl Transport {
             outbound,
             counters,
             tasks,
+            runtime,
+            inbound,
         };
         Ok((
             Transport {
@@ -397,6 +419,15 @@ impl Transport {
         &self.inner.node
     }
 
+    /// Serves one more listener with the same rules (a member's client address).
+    pub fn serve(&self, listener: BoundListener) {
+        let task = self
+            .inner
+            .runtime
+            .spawn(accept_loop(listener.listener, self.inner.inbound.clone()));
+        lock(&self.inner.tasks).push(task.abort_handle());
+    }
+
     /// The address the listener is bound to (with the real port when bound to port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.inner.local_addr
@@ -406,7 +437,7 @@ impl Transport {
     /// module docs for when a message is dropped).
     pub fn send(&self, envelope: &Envelope<Message>) -> SendOutcome {
         let counters = &self.inner.counters;
-        let Some(queue) = self.inner.outbound.get(&envelope.to.node) else {
+        let Some(queue) = lock(&self.inner.outbound).get(&envelope.to.node).cloned() else {
             bump(&counters.dropped_unknown_node);
             return SendOutcome::UnknownNode;
         };
@@ -433,7 +464,7 @@ impl Transport {
     /// Stops listening, closes every connection and stops the peer tasks. Messages still
     /// queued are dropped (at-most-once).
     pub fn shutdown(&self) {
-        for task in &self.inner.tasks {
+        for task in lock(&self.inner.tasks).iter() {
             task.abort();
         }
     }
@@ -485,12 +516,13 @@ async fn read_frame<R: AsyncRead + Unpin>(
 }
 
 /// What every inbound connection shares.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 struct InboundShared {
     node: NodeId,
     config: TransportConfig,
     counters: Arc<Counters>,
     inbox: mpsc::Sender<Envelope<Message>>,
+    dialer: Dialer,
 }
 
 async fn accept_loop(listener: TcpListener, shared: InboundShared) {
@@ -563,6 +595,12 @@ async fn read_inbound(
         Err(reason) => return FrameEnd::Rejected(reason),
     };
     tracing::debug!(%peer, node = %handshake.node, "inbound connection accepted");
+    if let Some(listen) = handshake.listen {
+        if !shared.dialer.learn(&handshake.node, listen) {
+            tracing::warn!(node = %handshake.node, limit = shared.config.dynamic_peers_max,
+                "not learning a new peer: too many peers learned from handshakes");
+        }
+    }
     let limit = shared.config.max_frame_bytes;
     loop {
         let body = match read_frame(stream, limit, "envelope").await {
@@ -595,9 +633,58 @@ async fn read_inbound(
     }
 }
 
+/// Starts outbound peer tasks: the configured peers at start, and peers that dial in
+/// with a listen address we do not know yet (bounded by `dynamic_peers_max`).
+#[derive(Clone, Debug)]
+struct Dialer {
+    local_node: NodeId,
+    local_listen: SocketAddr,
+    config: TransportConfig,
+    counters: Arc<Counters>,
+    outbound: Arc<Mutex<BTreeMap<NodeId, mpsc::Sender<Vec<u8>>>>>,
+    tasks: Arc<Mutex<Vec<AbortHandle>>>,
+    runtime: tokio::runtime::Handle,
+    dynamic_peers: Arc<AtomicU64>,
+}
+
+impl Dialer {
+    fn add_peer(&self, peer: NodeId, address: SocketAddr) {
+        let (queue_sender, queue) = mpsc::channel(self.config.send_queue_capacity);
+        let task = self.runtime.spawn(run_outbound(
+            OutboundPeer {
+                local_node: self.local_node.clone(),
+                local_listen: self.local_listen,
+                peer: peer.clone(),
+                address,
+                config: self.config.clone(),
+                counters: self.counters.clone(),
+            },
+            queue,
+        ));
+        lock(&self.tasks).push(task.abort_handle());
+        lock(&self.outbound).insert(peer, queue_sender);
+    }
+
+    /// Learns a peer from its handshake; false when the dynamic peer budget is spent.
+    fn learn(&self, peer: &str, address: SocketAddr) -> bool {
+        let node = NodeId::new(peer);
+        if node == self.local_node || lock(&self.outbound).contains_key(&node) {
+            return true;
+        }
+        if self.dynamic_peers.load(Ordering::Relaxed) >= self.config.dynamic_peers_max as u64 {
+            return false;
+        }
+        self.dynamic_peers.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(%node, %address, "learned a new peer from its handshake");
+        self.add_peer(node, address);
+        true
+    }
+}
+
 /// One peer's outbound side.
 struct OutboundPeer {
     local_node: NodeId,
+    local_listen: SocketAddr,
     peer: NodeId,
     address: SocketAddr,
     config: TransportConfig,
@@ -658,7 +745,8 @@ async fn dial(peer: &OutboundPeer) -> Result<TcpStream, String> {
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
-        let handshake = frame_bytes(&Handshake::new(&peer.local_node).encode());
+        let handshake =
+            frame_bytes(&Handshake::new(&peer.local_node, Some(peer.local_listen)).encode());
         stream
             .write_all(&handshake)
             .await

@@ -6,6 +6,7 @@
 pub mod node;
 pub mod replay;
 pub mod sim;
+pub mod store;
 
 use std::time::Duration;
 

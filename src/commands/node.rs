@@ -103,6 +103,7 @@ pub fn run(args: NodeArgs) -> u8 {
         transport: TransportConfig::default(),
         status_interval_ms,
         run_for_ms,
+        extra_listen: Vec::new(),
     };
     match run_node(config) {
         Ok(report) => {

@@ -22,7 +22,7 @@ use super::types::{Event, StoreError};
 use crate::message::Message;
 use keel_engine::{Address, Time};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -87,9 +87,16 @@ pub enum WatchOutput {
 struct Inflight {
     tag: u64,
     request: StoreRequest,
-    sent_to: Address,
+    /// Members the request went to that have not answered yet.
+    targets: BTreeSet<Address>,
+    /// Members that were sent the request at some point (a write may be in flight there).
+    tried: BTreeSet<Address>,
     sent_at: Time,
     attempts: u32,
+    /// Set when every target answered "not me": send again at this time.
+    retry_at: Option<Time>,
+    /// The most telling refusal so far (NoQuorum beats NotLeader).
+    last_error: Option<StoreError>,
 }
 
 /// One logical watch, possibly re-created on the server several times.
@@ -175,11 +182,33 @@ impl StoreClient {
         self.endpoints[self.cursor].clone()
     }
 
-    fn target_for(&mut self, write: bool) -> Address {
-        match (&self.leader, write) {
-            (Some(leader), _) => leader.clone(),
-            (None, _) => self.endpoints[self.cursor].clone(),
+    /// The leader when known; otherwise every endpoint (only a leader proposes, and
+    /// sessions make a write apply at most once, so asking all is safe).
+    fn targets(&self) -> Vec<Address> {
+        match &self.leader {
+            Some(leader) => vec![leader.clone()],
+            None => self.endpoints.clone(),
         }
+    }
+
+    fn transmit(
+        &mut self,
+        out: &mut Out,
+        now: Time,
+        id: u64,
+        inflight: &mut Inflight,
+        targets: Vec<Address>,
+    ) {
+        for to in targets {
+            out.push((
+                to.clone(),
+                request_message(self.session, id, inflight.request.clone()),
+            ));
+            inflight.targets.insert(to.clone());
+            inflight.tried.insert(to);
+        }
+        inflight.sent_at = now;
+        inflight.retry_at = None;
     }
 
     /// Sends a request; its completion comes back with `tag`.
@@ -195,50 +224,35 @@ impl StoreClient {
                 limit: self.config.inflight_max,
             });
         }
-        let to = self.target_for(request.is_write());
         self.next_id += 1;
         let id = self.next_id;
-        out.push((
-            to.clone(),
-            request_message(self.session, id, request.clone()),
-        ));
-        self.inflight.insert(
-            id,
-            Inflight {
-                tag,
-                request,
-                sent_to: to,
-                sent_at: now,
-                attempts: 1,
-            },
-        );
+        let mut inflight = Inflight {
+            tag,
+            request,
+            targets: BTreeSet::new(),
+            tried: BTreeSet::new(),
+            sent_at: now,
+            attempts: 1,
+            retry_at: None,
+            last_error: None,
+        };
+        let targets = self.targets();
+        self.transmit(out, now, id, &mut inflight, targets);
+        self.inflight.insert(id, inflight);
         Ok(id)
     }
 
-    fn resend(
-        &mut self,
-        out: &mut Out,
-        now: Time,
-        id: u64,
-        mut inflight: Inflight,
-        to: Address,
-    ) -> Option<Completion> {
-        if inflight.attempts >= self.config.attempts_max {
-            return Some(Completion {
-                tag: inflight.tag,
-                result: Err(StoreError::Timeout),
-            });
+    /// Every target said "not me": try again shortly, with backoff.
+    fn schedule_retry(&mut self, now: Time, inflight: &mut Inflight) {
+        let backoff_ms = 50u64.saturating_mul(1 << inflight.attempts.min(5));
+        inflight.retry_at = Some(now.plus(Duration::from_millis(backoff_ms)));
+    }
+
+    fn finish_refused(&mut self, inflight: Inflight) -> Completion {
+        Completion {
+            tag: inflight.tag,
+            result: Err(inflight.last_error.unwrap_or(StoreError::Timeout)),
         }
-        inflight.attempts += 1;
-        inflight.sent_to = to.clone();
-        inflight.sent_at = now;
-        self.stats.retries += 1;
-        out.push((
-            to,
-            request_message(self.session, id, inflight.request.clone()),
-        ));
-        self.inflight.insert(id, inflight);
-        None
     }
 
     /// Handles a member's response; returns the completion when the request is done.
@@ -263,34 +277,50 @@ impl StoreClient {
         {
             return self.on_watch_created(out, now, watch, from, result);
         }
-        let inflight = self.inflight.remove(&id)?;
-        if &inflight.sent_to != from {
-            // A late answer from a member we already gave up on: the request is still
-            // in flight elsewhere.
+        let mut inflight = self.inflight.remove(&id)?;
+        if !inflight.targets.remove(from) {
+            // A late answer from a member we already gave up on.
             self.inflight.insert(id, inflight);
             return None;
         }
+        let write = inflight.request.is_write();
         match result {
-            Err(StoreError::NotLeader { .. }) => {
-                // Not proposed: safe to send again, to the leader if we know it.
+            Err(StoreError::NotLeader { .. }) | Err(StoreError::Stopped(_)) => {
+                // Not proposed there: safe to send again, to the leader if named.
                 self.stats.redirects += 1;
-                let to = match &leader {
-                    Some(l) if l != from => l.clone(),
-                    _ => {
-                        self.leader = None;
-                        self.next_endpoint()
+                if inflight.last_error.is_none() {
+                    inflight.last_error = Some(StoreError::NotLeader { leader: None });
+                }
+                match leader.filter(|l| l != from && !inflight.targets.contains(l)) {
+                    Some(l) => self.transmit(out, now, id, &mut inflight, vec![l]),
+                    None if inflight.targets.is_empty() => {
+                        if self.leader.as_ref() == Some(from) {
+                            self.leader = None;
+                        }
+                        self.schedule_retry(now, &mut inflight);
                     }
-                };
-                self.resend(out, now, id, inflight, to)
+                    None => {}
+                }
+                self.inflight.insert(id, inflight);
+                None
             }
-            Err(StoreError::Stopped(_)) => {
-                self.leader = None;
-                let to = self.next_endpoint();
-                self.resend(out, now, id, inflight, to)
+            Err(error @ StoreError::NoQuorum { .. }) => {
+                // Definite for that member; another may still be a leader with quorum.
+                inflight.last_error = Some(error);
+                if inflight.targets.is_empty() {
+                    Some(self.finish_refused(inflight))
+                } else {
+                    self.inflight.insert(id, inflight);
+                    None
+                }
             }
-            Err(StoreError::Timeout) if !inflight.request.is_write() => {
-                let to = self.next_endpoint();
-                self.resend(out, now, id, inflight, to)
+            Err(StoreError::Timeout) if !write => {
+                if inflight.targets.is_empty() {
+                    self.leader = None;
+                    self.schedule_retry(now, &mut inflight);
+                }
+                self.inflight.insert(id, inflight);
+                None
             }
             Err(StoreError::Timeout) => {
                 self.stats.ambiguous += 1;
@@ -315,32 +345,64 @@ impl StoreClient {
         now: Time,
     ) -> (Vec<Completion>, Vec<(u64, WatchOutput)>) {
         let timeout = Duration::from_millis(self.config.request_timeout_ms);
-        let expired: Vec<u64> = self
-            .inflight
-            .iter()
-            .filter(|(_, f)| now.since(f.sent_at) >= timeout)
-            .map(|(id, _)| *id)
-            .collect();
         let mut completions = Vec::new();
-        for id in expired {
-            let Some(inflight) = self.inflight.remove(&id) else {
+        let ids: Vec<u64> = self.inflight.keys().copied().collect();
+        for id in ids {
+            let Some(mut inflight) = self.inflight.remove(&id) else {
                 continue;
             };
+            if let Some(at) = inflight.retry_at {
+                if now < at {
+                    self.inflight.insert(id, inflight);
+                } else if inflight.attempts >= self.config.attempts_max {
+                    completions.push(self.finish_refused(inflight));
+                } else {
+                    inflight.attempts += 1;
+                    self.stats.retries += 1;
+                    let targets = self.targets();
+                    self.transmit(out, now, id, &mut inflight, targets);
+                    self.inflight.insert(id, inflight);
+                }
+                continue;
+            }
+            if now.since(inflight.sent_at) < timeout {
+                self.inflight.insert(id, inflight);
+                continue;
+            }
             self.leader = None;
             if inflight.request.is_write() {
+                // Someone silent may have proposed it: the outcome is unknown. Say what
+                // the members that did answer said (e.g. "no quorum").
                 self.stats.ambiguous += 1;
+                let silent: Vec<String> = inflight
+                    .targets
+                    .iter()
+                    .map(|a| a.node.to_string())
+                    .collect();
+                let said = match &inflight.last_error {
+                    Some(error) => format!("{error}; "),
+                    None => String::new(),
+                };
                 completions.push(Completion {
                     tag: inflight.tag,
                     result: Err(StoreError::Ambiguous(format!(
-                        "no answer from {} within {} ms; the write may or may not have been applied",
-                        inflight.sent_to, self.config.request_timeout_ms
+                        "{said}no answer from {} within {} ms; the write may or may not have been applied",
+                        silent.join(", "),
+                        self.config.request_timeout_ms
                     ))),
                 });
+            } else if inflight.attempts >= self.config.attempts_max
+                || matches!(inflight.last_error, Some(StoreError::NoQuorum { .. }))
+            {
+                // A read has no effect to be unsure about: report the refusal.
+                completions.push(self.finish_refused(inflight));
             } else {
-                let to = self.next_endpoint();
-                if let Some(done) = self.resend(out, now, id, inflight, to) {
-                    completions.push(done);
-                }
+                inflight.attempts += 1;
+                self.stats.retries += 1;
+                inflight.targets.clear();
+                let targets = self.targets();
+                self.transmit(out, now, id, &mut inflight, targets);
+                self.inflight.insert(id, inflight);
             }
         }
         let silence = Duration::from_millis(self.config.watch_silence_ms);

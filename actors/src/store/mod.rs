@@ -11,10 +11,14 @@
 //! 6. [`actor`] — the member itself: raft + MVCC + watches + leases + membership;
 //! 7. [`client`] — the client library other actors embed;
 //! 8. [`workload`] — a client that runs a random workload and reports its history.
+//! 9. [`lease_workload`] — a client that holds a key on a lease, keeps it alive, then
+//!    lets it expire, reporting what it sees.
 
 pub mod actor;
+pub mod cli;
 pub mod client;
 pub mod config;
+pub mod lease_workload;
 pub mod messages;
 pub mod mvcc;
 pub mod raft_log;

@@ -1,6 +1,7 @@
 //! Named scenarios for `keel sim --scenario NAME`: a cluster, its network, a fault
 //! schedule and the invariants that judge it.
 
+pub mod lease;
 pub mod selftest;
 pub mod store;
 
@@ -57,6 +58,13 @@ pub fn all() -> &'static [Scenario] {
             default_duration_ms: 40_000,
             build: store::membership,
             invariants: store::invariants,
+        },
+        Scenario {
+            name: "store-lease",
+            description: "a key on a 3 s lease kept alive across a leader kill, then left to expire across another",
+            default_duration_ms: 40_000,
+            build: lease::lease,
+            invariants: lease::invariants,
         },
         Scenario {
             name: "selftest",

@@ -29,7 +29,7 @@ pub fn store_address(index: u64) -> Address {
     Address::new(format!("s{index}"), keel_actors::store::KIND, 0)
 }
 
-fn spec<T: serde::Serialize>(kind: &str, config: &T) -> ActorSpec {
+pub(crate) fn spec<T: serde::Serialize>(kind: &str, config: &T) -> ActorSpec {
     ActorSpec {
         kind: kind.into(),
         config_json: serde_json::to_string(config).expect("configuration serializes"),
@@ -84,7 +84,7 @@ pub fn machines(members: u64, joiners: u64, clients: u64, keys: u32) -> Vec<Mach
     machines
 }
 
-fn network() -> NetworkConfig {
+pub(crate) fn network() -> NetworkConfig {
     NetworkConfig {
         latency_min_ms: 1,
         latency_max_ms: 10,
@@ -94,11 +94,11 @@ fn network() -> NetworkConfig {
     }
 }
 
-fn at(duration_ms: u64, per_mille: u64) -> u64 {
+pub(crate) fn at(duration_ms: u64, per_mille: u64) -> u64 {
     duration_ms * per_mille / 1000
 }
 
-fn timed(at_ms: u64, fault: Fault) -> TimedFault {
+pub(crate) fn timed(at_ms: u64, fault: Fault) -> TimedFault {
     TimedFault { at_ms, fault }
 }
 
