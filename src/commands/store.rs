@@ -401,6 +401,7 @@ fn run_client(command: StoreCommand) -> u8 {
         endpoints: endpoints.iter().map(|(n, _)| store_address(n)).collect(),
         command: cli_command,
         timeout_ms,
+        quiet: client.json,
     };
     let config = NodeConfig {
         node: node.clone(),

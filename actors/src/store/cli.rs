@@ -32,6 +32,9 @@ pub struct CliConfig {
     pub command: CliCommand,
     /// Give up after this long without an answer.
     pub timeout_ms: u64,
+    /// Print nothing (the caller prints the JSON result).
+    #[serde(default)]
+    pub quiet: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -71,8 +74,10 @@ impl StoreCli {
         })
     }
 
-    fn output(ctx: &mut Context<'_, Message, CliTimer>, line: String) {
-        ctx.emit(Message::Report(Report::Output { line }));
+    fn output(&self, ctx: &mut Context<'_, Message, CliTimer>, line: String) {
+        if !self.config.quiet {
+            ctx.emit(Message::Report(Report::Output { line }));
+        }
     }
 
     fn finish(
@@ -92,7 +97,7 @@ impl StoreCli {
     }
 
     fn fail(&mut self, ctx: &mut Context<'_, Message, CliTimer>, error: &StoreError) {
-        Self::output(ctx, format!("Error: {error}"));
+        self.output(ctx, format!("Error: {error}"));
         self.finish(
             ctx,
             false,
@@ -112,24 +117,24 @@ impl StoreCli {
         let json = match &response {
             StoreResponse::Range(r) => {
                 for kv in &r.kvs {
-                    Self::output(ctx, text(&kv.key));
-                    Self::output(ctx, text(&kv.value));
+                    self.output(ctx, text(&kv.key));
+                    self.output(ctx, text(&kv.value));
                 }
                 serde_json::json!({ "revision": r.header_revision, "count": r.count, "more": r.more,
                     "kvs": r.kvs.iter().map(kv_json).collect::<Vec<_>>() })
             }
             StoreResponse::Put(r) => {
-                Self::output(ctx, "OK".into());
+                self.output(ctx, "OK".into());
                 serde_json::json!({ "revision": r.header_revision })
             }
             StoreResponse::DeleteRange(r) => {
-                Self::output(ctx, r.deleted.to_string());
+                self.output(ctx, r.deleted.to_string());
                 serde_json::json!({ "revision": r.header_revision, "deleted": r.deleted })
             }
             StoreResponse::Members { members, .. } => {
                 for m in members {
                     let role = if m.learner { "learner" } else { "voter" };
-                    Self::output(
+                    self.output(
                         ctx,
                         format!("{}, {}, {}, {role}", m.id, m.address.node, m.address),
                     );
@@ -138,7 +143,7 @@ impl StoreCli {
             }
             other => {
                 let value = serde_json::to_value(other).unwrap_or_default();
-                Self::output(ctx, value.to_string());
+                self.output(ctx, value.to_string());
                 value
             }
         };
@@ -148,7 +153,7 @@ impl StoreCli {
     fn report_status(&mut self, ctx: &mut Context<'_, Message, CliTimer>) {
         let mut best: Option<&MemberStatus> = None;
         for status in self.statuses.iter().flatten() {
-            Self::output(
+            self.output(
                 ctx,
                 format!(
                     "member {} ({}): {}, term {}, leader {}, applied {}, revision {}",
@@ -169,15 +174,18 @@ impl StoreCli {
             }
         }
         for error in self.statuses.iter().filter_map(|s| s.as_ref().err()) {
-            Self::output(ctx, format!("unreachable: {error}"));
+            self.output(ctx, format!("unreachable: {error}"));
         }
         let answered = self.statuses.iter().filter(|s| s.is_ok()).count();
-        let (line, ok) = match best {
+        // Writable only if a member that answered is the leader itself: followers may
+        // still name a leader that has just died.
+        let leading = self.statuses.iter().flatten().find(|s| s.role == "leader");
+        let (line, ok) = match leading.or(best) {
             Some(status) => {
                 let voters = status.voters.max(1);
                 let quorum = voters / 2 + 1;
                 let healthy = answered.min(voters);
-                let writable = status.leader.is_some() && healthy >= quorum;
+                let writable = leading.is_some() && healthy >= quorum;
                 (
                     format!(
                         "{voters} members, {healthy} healthy, quorum {quorum}: {}",
@@ -188,7 +196,7 @@ impl StoreCli {
             }
             None => ("no member answered".to_string(), false),
         };
-        Self::output(ctx, line.clone());
+        self.output(ctx, line.clone());
         let statuses: Vec<serde_json::Value> = self
             .statuses
             .iter()
@@ -279,7 +287,7 @@ impl Actor for StoreCli {
                 }
                 for (_, output) in self.client.take_compacted_watches() {
                     if let WatchOutput::Canceled { reason, .. } = output {
-                        Self::output(ctx, format!("watch canceled: {reason}"));
+                        self.output(ctx, format!("watch canceled: {reason}"));
                         self.finish(ctx, false, serde_json::json!({ "error": reason }));
                     }
                 }
@@ -311,16 +319,16 @@ impl Actor for StoreCli {
                                         EventType::Put => "PUT",
                                         EventType::Delete => "DELETE",
                                     };
-                                    Self::output(ctx, kind.to_string());
-                                    Self::output(ctx, text(&event.kv.key));
+                                    self.output(ctx, kind.to_string());
+                                    self.output(ctx, text(&event.kv.key));
                                     if event.kind == EventType::Put {
-                                        Self::output(ctx, text(&event.kv.value));
+                                        self.output(ctx, text(&event.kv.value));
                                     }
                                 }
                             }
                             WatchOutput::Progress { .. } => {}
                             WatchOutput::Canceled { reason, .. } => {
-                                Self::output(ctx, format!("watch canceled: {reason}"));
+                                self.output(ctx, format!("watch canceled: {reason}"));
                                 self.finish(ctx, false, serde_json::json!({ "error": reason }));
                             }
                         }

@@ -1,0 +1,191 @@
+//! Real mode: three `keel store` processes on loopback. Write, kill -9 the leader, keep
+//! writing, kill a second member (writes refused with the no-quorum error), restart
+//! both, and every acknowledged key is there.
+
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+use keel_tests::{free_port, ChildGuard, TempDir};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct Cluster {
+    dir: TempDir,
+    peer_ports: Vec<u16>,
+    client_ports: Vec<u16>,
+    members: Vec<Option<ChildGuard>>,
+}
+
+impl Cluster {
+    fn initial_cluster(&self) -> String {
+        self.peer_ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("s{}=127.0.0.1:{p}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn endpoints(&self) -> String {
+        self.client_ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("s{}=127.0.0.1:{p}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn start(&mut self, index: usize) {
+        let name = format!("s{}", index + 1);
+        let child = Command::new(env!("CARGO_BIN_EXE_keel"))
+            .args(["store", "--name", &name])
+            .args(["--data-dir", self.dir.join(&name).to_str().unwrap()])
+            .args([
+                "--listen-peer",
+                &format!("127.0.0.1:{}", self.peer_ports[index]),
+            ])
+            .args([
+                "--listen-client",
+                &format!("127.0.0.1:{}", self.client_ports[index]),
+            ])
+            .args(["--initial-cluster", &self.initial_cluster()])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("keel store starts");
+        self.members[index] = Some(ChildGuard::new(child));
+    }
+
+    fn kill(&mut self, index: usize) {
+        if let Some(mut member) = self.members[index].take() {
+            member.kill();
+        }
+    }
+
+    fn client(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_keel"))
+            .arg("store")
+            .args(args)
+            .args(["--endpoints", &self.endpoints(), "--timeout", "3s"])
+            .output()
+            .expect("keel store client runs")
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let out = self.client(&["status", "--json"]);
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Waits until some member reports a leader and a writable quorum.
+    fn wait_writable(&self) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            let status = self.status();
+            let summary = status["summary"].as_str().unwrap_or("");
+            if summary.ends_with(": writable") {
+                let leader = status["members"]
+                    .as_array()
+                    .and_then(|m| m.iter().find(|s| s["role"] == "leader"))
+                    .and_then(|s| s["id"].as_u64());
+                if let Some(leader) = leader {
+                    return leader;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cluster never became writable: {status}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The whole story of the real-mode test, in order.
+#[test]
+fn store_survives_leader_loss_refuses_without_quorum_and_keeps_acknowledged_writes() {
+    let mut cluster = Cluster {
+        dir: TempDir::new("real-store"),
+        peer_ports: (0..3).map(|_| free_port()).collect(),
+        client_ports: (0..3).map(|_| free_port()).collect(),
+        members: vec![None, None, None],
+    };
+    for i in 0..3 {
+        cluster.start(i);
+    }
+    let leader = cluster.wait_writable();
+    let mut acknowledged = Vec::new();
+    for n in 0..10 {
+        let key = format!("key/{n:02}");
+        let out = cluster.client(&["put", &key, &format!("value-{n}")]);
+        assert!(out.status.success(), "put {key}: {}", text(&out));
+        acknowledged.push(key);
+    }
+
+    // kill -9 the leader; writes continue once the others elect a new one.
+    cluster.kill(leader as usize - 1);
+    let survivor_leader = cluster.wait_writable();
+    assert_ne!(survivor_leader, leader);
+    for n in 10..20 {
+        let key = format!("key/{n:02}");
+        let out = cluster.client(&["put", &key, &format!("value-{n}")]);
+        if out.status.success() {
+            acknowledged.push(key);
+        }
+    }
+    assert!(
+        acknowledged.len() >= 15,
+        "too few writes acknowledged after the leader died: {acknowledged:?}"
+    );
+
+    // A second member down: no quorum. Writes are refused with that error.
+    cluster.kill(survivor_leader as usize - 1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = cluster.client(&["put", "key/refused", "nope"]);
+        let said = text(&out);
+        assert!(
+            !out.status.success(),
+            "a write succeeded with two of three members down: {said}"
+        );
+        if said.contains("no quorum: 1 of 3 members reachable (need 2)") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "writes never reported the no-quorum error; last: {said}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // Both come back on their data directories: every acknowledged key is there.
+    cluster.start(leader as usize - 1);
+    cluster.start(survivor_leader as usize - 1);
+    cluster.wait_writable();
+    let out = cluster.client(&["get", "key/", "--prefix", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let listing: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("get --json prints JSON");
+    let keys: Vec<String> = listing["kvs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|kv| kv["key"].as_str().unwrap().to_string())
+        .collect();
+    for key in &acknowledged {
+        assert!(
+            keys.contains(key),
+            "acknowledged {key} is missing after restart; have {keys:?}"
+        );
+    }
+    for i in 0..3 {
+        cluster.kill(i);
+    }
+}

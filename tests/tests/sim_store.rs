@@ -1,0 +1,318 @@
+//! Simulator tests of the store: determinism, every store scenario on more than one
+//! seed with evidence that its faults were felt, and random fault schedules from
+//! proptest.
+
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+use keel_sim::scenarios;
+use keel_sim::{reproduce_command, run_scenario, Fault, FaultSchedule, RunSummary, TimedFault};
+use proptest::prelude::*;
+
+fn run(scenario: &str, seed: u64, duration_ms: u64) -> RunSummary {
+    let scenario = scenarios::find(scenario).expect("scenario exists");
+    run_scenario(scenario, seed, duration_ms, None, None, None).expect("run starts")
+}
+
+/// Runs a scenario at its default duration and insists every invariant held.
+fn run_default(name: &str, seed: u64) -> RunSummary {
+    let scenario = scenarios::find(name).expect("scenario exists");
+    let summary = run(name, seed, scenario.default_duration_ms);
+    assert!(
+        summary.ok,
+        "{name} seed {seed} failed: {:#?}\nreproduce: {}",
+        summary
+            .invariants
+            .iter()
+            .filter(|v| !v.ok)
+            .collect::<Vec<_>>(),
+        reproduce_command(name, seed, scenario.default_duration_ms)
+    );
+    summary
+}
+
+fn verdict<'a>(summary: &'a RunSummary, name: &str) -> &'a keel_sim::Verdict {
+    summary
+        .invariants
+        .iter()
+        .find(|v| v.name == name)
+        .unwrap_or_else(|| panic!("{} has no verdict {name}", summary.scenario))
+}
+
+/// The number right before `label` in a verdict's detail ("12 terms with a leader").
+fn count_before(detail: &str, label: &str) -> u64 {
+    let at = detail
+        .find(label)
+        .unwrap_or_else(|| panic!("{label:?} not in {detail:?}"));
+    detail[..at]
+        .split_whitespace()
+        .last()
+        .and_then(|word| word.trim_start_matches('(').parse().ok())
+        .unwrap_or_else(|| panic!("no number before {label:?} in {detail:?}"))
+}
+
+/// The verdicts every store scenario carries show real work: operations checked,
+/// members compared, writes after the last fault.
+fn assert_store_evidence(summary: &RunSummary, min_terms: u64) {
+    let linearizable = &verdict(summary, "linearizable").detail;
+    assert!(
+        count_before(linearizable, "operations linearizable") > 100,
+        "{linearizable}"
+    );
+    let terms = count_before(
+        &verdict(summary, "one-leader-per-term").detail,
+        "terms with a leader",
+    );
+    assert!(terms >= min_terms, "{} terms, expected {min_terms}", terms);
+    let agrees = &verdict(summary, "applied-state-agrees").detail;
+    assert!(count_before(agrees, "comparisons") > 0, "{agrees}");
+    let resume = &verdict(summary, "writes-resume").detail;
+    assert!(
+        count_before(resume, "after the last fault") > 0,
+        "not judged or none: {resume}"
+    );
+    assert!(
+        !verdict(summary, "watch-exactly-once")
+            .detail
+            .starts_with("0 "),
+        "the watch saw nothing"
+    );
+}
+
+/// The same seed gives the same trace hash; another seed gives another.
+#[test]
+fn store_runs_are_deterministic() {
+    let mut hashes = Vec::new();
+    for seed in [1, 2] {
+        let a = run("store", seed, 10_000);
+        let b = run("store", seed, 10_000);
+        assert_eq!(
+            a.trace_hash,
+            b.trace_hash,
+            "store seed {seed} is not deterministic; reproduce: {}",
+            reproduce_command("store", seed, 10_000)
+        );
+        assert_eq!(a.events, b.events);
+        assert!(a.events > 1_000, "seed {seed}: only {} events", a.events);
+        hashes.push(a.trace_hash);
+    }
+    assert_ne!(hashes[0], hashes[1], "seeds 1 and 2 ran identically");
+}
+
+/// The default store scenario (leader killed twice, a minority partition, loss) keeps
+/// every invariant, and its partition really cut messages.
+#[test]
+fn store_scenario_passes() {
+    for seed in [1, 2] {
+        let summary = run_default("store", seed);
+        assert_store_evidence(&summary, 3);
+        assert!(summary.network.cut_by_partition > 0);
+        assert!(summary.network.duplicated > 0);
+    }
+}
+
+/// With two of three members down, writes are refused with "no quorum", then resume.
+#[test]
+fn store_quorum_loss_refuses_writes() {
+    for seed in [1, 2] {
+        let summary = run_default("store-quorum-loss", seed);
+        assert_store_evidence(&summary, 2);
+        let refusal = &verdict(&summary, "quorum-loss-refuses-writes").detail;
+        assert!(count_before(refusal, "refusals") > 0, "{refusal}");
+        assert!(count_before(refusal, "said \"no quorum\"") > 0, "{refusal}");
+    }
+}
+
+/// A 5-member store whose leader is killed four times elects a new leader each time.
+#[test]
+fn store_leader_churn_passes() {
+    for seed in [1, 2] {
+        let summary = run_default("store-leader-churn", seed);
+        assert_store_evidence(&summary, 5);
+        assert!(summary.network.cut_by_partition > 0);
+    }
+}
+
+/// A member joins as a learner and is promoted, another is removed, under load.
+#[test]
+fn store_membership_changes_under_load() {
+    for seed in [1, 2] {
+        let summary = run_default("store-membership", seed);
+        assert_store_evidence(&summary, 2);
+        let membership = verdict(&summary, "membership-changed");
+        assert!(membership.ok, "{}", membership.detail);
+        assert!(
+            membership.detail.contains("promoted") && membership.detail.contains("removed"),
+            "{}",
+            membership.detail
+        );
+    }
+}
+
+/// A lease kept alive survives a leader kill, and left alone it expires although the
+/// leader counting it is killed too.
+#[test]
+fn store_lease_survives_and_expires_across_leader_changes() {
+    for seed in [1, 2] {
+        let summary = run_default("store-lease", seed);
+        assert_store_evidence(&summary, 3);
+        let kept = &verdict(&summary, "lease-kept-alive").detail;
+        assert!(count_before(kept, "keep-alives ok") > 5, "{kept}");
+        assert!(count_before(kept, "leader elections;") >= 1, "{kept}");
+        let expires = &verdict(&summary, "lease-expires").detail;
+        assert!(expires.contains("gone at"), "not judged: {expires}");
+        assert!(
+            count_before(expires, "leader elections in between") >= 1,
+            "{expires}"
+        );
+    }
+}
+
+/// Every store scenario is covered above.
+#[test]
+fn every_store_scenario_is_tested() {
+    let tested = [
+        "store",
+        "store-quorum-loss",
+        "store-leader-churn",
+        "store-membership",
+        "store-lease",
+    ];
+    for scenario in scenarios::all() {
+        if scenario.name.starts_with("store") {
+            assert!(
+                tested.contains(&scenario.name),
+                "scenario {} has no test in sim_store.rs",
+                scenario.name
+            );
+        }
+    }
+}
+
+const STORE_NODES: &[&str] = &["s1", "s2", "s3"];
+/// Clients may be cut off, but not killed: a restarted workload starts its operation
+/// ids over, which the history checker cannot tell from the old incarnation's.
+const ALL_NODES: &[&str] = &["s1", "s2", "s3", "c1", "c2"];
+
+fn arb_fault() -> impl Strategy<Value = Fault> {
+    let member = proptest::sample::select(STORE_NODES).prop_map(|n| n.to_string());
+    let any = proptest::sample::select(ALL_NODES).prop_map(|n| n.to_string());
+    prop_oneof![
+        (any.clone(), any.clone()).prop_map(|(a, b)| Fault::Partition {
+            groups: vec![vec![a], vec![b]]
+        }),
+        member.clone().prop_map(|m| Fault::Partition {
+            groups: vec![
+                vec![m.clone()],
+                ALL_NODES
+                    .iter()
+                    .filter(|n| **n != m)
+                    .map(|n| n.to_string())
+                    .collect()
+            ]
+        }),
+        (any.clone(), any).prop_map(|(from, to)| Fault::PartitionOneWay { from, to }),
+        Just(Fault::Heal),
+        member.clone().prop_map(|node| Fault::Kill { node }),
+        member.clone().prop_map(|node| Fault::Restart { node }),
+        Just(Fault::KillStoreLeader),
+        Just(Fault::RestartAll),
+        member.clone().prop_map(|node| Fault::Pause { node }),
+        member.clone().prop_map(|node| Fault::Resume { node }),
+        (member, -3000i64..3000).prop_map(|(node, offset_ms)| Fault::ClockSkew { node, offset_ms }),
+        (0.0f64..0.2, 0.0f64..0.1).prop_map(|(loss_rate, duplicate_rate)| Fault::Network {
+            latency_min_ms: 1,
+            latency_max_ms: 40,
+            loss_rate,
+            duplicate_rate
+        }),
+    ]
+}
+
+const RANDOM_RUN_MS: u64 = 20_000;
+/// Faults land in the first 60% of the run; then everything is healed and restarted,
+/// leaving time for an election and for writes to resume.
+const HEAL_AT_MS: u64 = RANDOM_RUN_MS * 6 / 10;
+
+fn healed(faults: Vec<(u64, Fault)>) -> FaultSchedule {
+    let mut timed: Vec<TimedFault> = faults
+        .into_iter()
+        .map(|(at_ms, fault)| TimedFault { at_ms, fault })
+        .collect();
+    timed.push(TimedFault {
+        at_ms: HEAL_AT_MS,
+        fault: Fault::Heal,
+    });
+    for node in STORE_NODES {
+        timed.push(TimedFault {
+            at_ms: HEAL_AT_MS,
+            fault: Fault::Resume {
+                node: node.to_string(),
+            },
+        });
+    }
+    timed.push(TimedFault {
+        at_ms: HEAL_AT_MS,
+        fault: Fault::RestartAll,
+    });
+    timed.push(TimedFault {
+        at_ms: HEAL_AT_MS,
+        fault: Fault::Network {
+            latency_min_ms: 1,
+            latency_max_ms: 10,
+            loss_rate: 0.0,
+            duplicate_rate: 0.0,
+        },
+    });
+    FaultSchedule::new(timed)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 10,
+        // Each case is a 20 s simulation: shrink a failure a little, not for an hour.
+        max_shrink_iters: 32,
+        ..ProptestConfig::default()
+    })]
+
+    /// Any schedule of kills, restarts, partitions (one-way too), pauses, clock skew,
+    /// loss and duplication on the 3-member store, healed at 60% of the run, keeps
+    /// every store invariant.
+    #[test]
+    fn random_fault_schedules_keep_store_invariants(
+        seed in 0u64..1_000_000,
+        faults in proptest::collection::vec((0u64..HEAL_AT_MS, arb_fault()), 0..10),
+    ) {
+        let schedule = healed(faults);
+        let scenario = scenarios::find("store").expect("scenario exists");
+        let summary = run_scenario(scenario, seed, RANDOM_RUN_MS, None, None, Some(schedule.clone()))
+            .expect("run starts");
+        prop_assert!(
+            summary.ok,
+            "store seed {seed} failed: {:#?}\nschedule: {}\nreproduce: save the schedule to f.json, then {} --faults f.json",
+            summary.invariants.iter().filter(|v| !v.ok).collect::<Vec<_>>(),
+            serde_json::to_string(&schedule).expect("schedules serialize"),
+            reproduce_command("store", seed, RANDOM_RUN_MS)
+        );
+    }
+}
+
+/// The healed schedules the property test builds are valid and end healed.
+#[test]
+fn healed_schedules_are_valid() {
+    let nodes: Vec<String> = ALL_NODES.iter().map(|n| n.to_string()).collect();
+    let schedule = healed(vec![
+        (
+            100,
+            Fault::PartitionOneWay {
+                from: "s1".into(),
+                to: "c2".into(),
+            },
+        ),
+        (200, Fault::Kill { node: "s2".into() }),
+    ]);
+    schedule.validate(&nodes).unwrap();
+    assert_eq!(schedule.last_fault_ms(), HEAL_AT_MS);
+    let json = serde_json::to_string(&schedule).unwrap();
+    let back: FaultSchedule = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, schedule);
+}
