@@ -38,6 +38,8 @@ enum Command {
     Selftest(commands::node::NodeArgs),
     /// Run a store member (keel's etcd), or talk to one: put, get, del, watch, member, status.
     Store(commands::store::StoreArgs),
+    /// Benchmarks with hdrhistogram percentiles: `keel bench store [--compare-etcd]`.
+    Bench(commands::bench::BenchArgs),
     /// Print keel's version, wire and trace format versions.
     Version,
 }
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         Command::Scenarios => commands::sim::list_scenarios(),
         Command::Selftest(args) => commands::node::run(args),
         Command::Store(args) => commands::store::run(args),
+        Command::Bench(args) => commands::bench::run(args),
         Command::Version => commands::version(),
     };
     ExitCode::from(code)

@@ -7,6 +7,10 @@ use crate::selftest::SelfTestMessage;
 use crate::store::StoreMessage;
 use serde::{Deserialize, Serialize};
 
+// Store messages dwarf the others (a status answer is a few hundred bytes), but a
+// message is built once and moved to the host; boxing would cost an allocation per
+// message for no saving.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Message {
     /// The self-test protocol that proves one actor runs in both hosts.

@@ -45,6 +45,12 @@ impl ActorFactory<Message> for Registry {
                     config,
                 )?))
             }
+            crate::store::bench::KIND => {
+                let config: crate::store::bench::BenchConfig =
+                    serde_json::from_str(&spec.config_json)
+                        .map_err(|e| format!("bad store bench configuration: {e}"))?;
+                Ok(Box::new(crate::store::bench::Bench::new(config)?))
+            }
             other => Err(format!("unknown component kind {other:?}")),
         }
     }

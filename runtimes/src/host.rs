@@ -450,7 +450,14 @@ async fn run_node_inside_system(config: NodeConfig) -> Result<NodeReport, Runtim
     };
 
     // Open everything that can fail for a user-fixable reason before starting anything.
-    let db = sled::open(&config.data_dir).map_err(|e| storage_error(e.to_string()))?;
+    // Durability comes from explicit `Storage::sync` (flush), never from a timer; high
+    // throughput mode makes those flushes cheaper.
+    let db = sled::Config::new()
+        .path(&config.data_dir)
+        .mode(sled::Mode::HighThroughput)
+        .flush_every_ms(None)
+        .open()
+        .map_err(|e| storage_error(e.to_string()))?;
     let mut trace = match &config.record {
         Some(path) => Some(TraceSink {
             path: path.clone(),

@@ -104,7 +104,8 @@ pub struct SimConfig {
     pub invariants: Vec<Box<dyn Invariant + Send>>,
     /// Write every actor input to this trace file.
     pub record: Option<PathBuf>,
-    /// Print a progress line on stderr every `progress_every_ms` of simulated time.
+    /// Print a progress line on stderr every `progress_every_ms` of simulated time
+    /// (rounded up to a multiple of 10 s; printing never changes the run).
     pub progress_every_ms: Option<u64>,
 }
 
@@ -699,7 +700,14 @@ fn apply_fault(
     }
 }
 
-/// Sleeps until `target_ms` of simulated time, printing progress lines on the way.
+/// The main task wakes at every multiple of this much simulated time, whether or not
+/// it prints progress: each wake-up is a scheduling event in madsim, so waking only
+/// when printing would make a run with progress lines (`keel sim`) differ from the
+/// same seed without them (tests), and a failing test's seed would not reproduce.
+const MAIN_WAKE_MS: u64 = 10_000;
+
+/// Sleeps until `target_ms` of simulated time, printing progress lines on the way
+/// (at the wake-ups that fall on a multiple of the progress interval).
 async fn sleep_until_ms(
     shared: &Arc<Mutex<Shared>>,
     target_ms: u64,
@@ -713,12 +721,8 @@ async fn sleep_until_ms(
         if now_ms >= target_ms {
             return;
         }
-        let mut next = target_ms;
+        let next = ((now_ms / MAIN_WAKE_MS + 1) * MAIN_WAKE_MS).min(target_ms);
         if let Some((every, label)) = progress {
-            let tick = (now_ms / every + 1) * every;
-            if tick < target_ms {
-                next = tick;
-            }
             if now_ms > 0 && now_ms % every == 0 {
                 let (events, duration) = {
                     let s = lock(shared);
@@ -859,7 +863,13 @@ pub fn run(config: SimConfig) -> Result<RunSummary, SimError> {
             .name("sim-driver")
             .ip(DRIVER_IP)
             .build();
-        let progress = progress.map(|every| (every.max(1), label.as_str()));
+        // Progress lines can only be printed at the main task's wake-ups.
+        let progress = progress.map(|every| {
+            (
+                every.div_ceil(MAIN_WAKE_MS).max(1) * MAIN_WAKE_MS,
+                label.as_str(),
+            )
+        });
         for timed in &faults.faults {
             if timed.at_ms >= duration_ms {
                 break;

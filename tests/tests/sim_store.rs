@@ -78,24 +78,33 @@ fn assert_store_evidence(summary: &RunSummary, min_terms: u64) {
     );
 }
 
-/// The same seed gives the same trace hash; another seed gives another.
+/// The same seed gives the same trace hash, with or without progress lines (as
+/// `keel sim` prints them); another seed gives another.
 #[test]
 fn store_runs_are_deterministic() {
+    const DURATION_MS: u64 = 12_000;
     let mut hashes = Vec::new();
     for seed in [1, 2] {
-        let a = run("store", seed, 10_000);
-        let b = run("store", seed, 10_000);
+        let a = run("store", seed, DURATION_MS);
+        let b = run("store", seed, DURATION_MS);
         assert_eq!(
             a.trace_hash,
             b.trace_hash,
             "store seed {seed} is not deterministic; reproduce: {}",
-            reproduce_command("store", seed, 10_000)
+            reproduce_command("store", seed, DURATION_MS)
         );
         assert_eq!(a.events, b.events);
         assert!(a.events > 1_000, "seed {seed}: only {} events", a.events);
         hashes.push(a.trace_hash);
     }
     assert_ne!(hashes[0], hashes[1], "seeds 1 and 2 ran identically");
+    let scenario = scenarios::find("store").expect("scenario exists");
+    let printed =
+        run_scenario(scenario, 1, DURATION_MS, None, Some(10_000), None).expect("run starts");
+    assert_eq!(
+        printed.trace_hash, hashes[0],
+        "printing progress changed the run: `keel sim` would not reproduce a test's seed"
+    );
 }
 
 /// The default store scenario (leader killed twice, a minority partition, loss) keeps

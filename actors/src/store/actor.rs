@@ -48,6 +48,9 @@ const META_MAGIC: &str = "keel-store-v1";
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum StoreTimer {
     Tick,
+    /// Runs raft's Ready loop once for everything that arrived since it was set, so a
+    /// burst of requests shares one append, one fsync and one round of messages.
+    Flush,
 }
 
 /// Identity written into a member's storage on first start.
@@ -159,6 +162,10 @@ pub struct Store {
     entries_since_snapshot: u64,
     ticks: u64,
     removed: bool,
+    flush_scheduled: bool,
+    /// Counters for the status line (how well batching works).
+    readies: u64,
+    syncs: u64,
     /// The session of the request being handled (0: none).
     current_session: u64,
     logger: slog::Logger,
@@ -217,6 +224,9 @@ impl Store {
             entries_since_snapshot: 0,
             ticks: 0,
             removed: false,
+            flush_scheduled: false,
+            readies: 0,
+            syncs: 0,
             current_session: 0,
             logger: slog::Logger::root(slog::Discard, slog::o!()),
         })
@@ -499,6 +509,7 @@ impl Store {
                 break;
             }
             let mut ready = raft.ready();
+            self.readies += 1;
             let mut batch = WriteBatch::new();
             let snapshot = ready.snapshot().clone();
             let installed = snapshot.get_metadata().index != 0;
@@ -512,8 +523,15 @@ impl Store {
             if let Some(hs) = ready.hs() {
                 raft.mut_store().set_hard_state(hs.clone(), &mut batch);
             }
-            if !batch.is_empty() && !self.persist_synced(ctx, batch) {
-                return;
+            // Entries, a new term or vote, or a snapshot must be on disk before anyone
+            // hears of them; a commit-index-only hard state can be recovered from peers.
+            let must_sync = ready.must_sync() || installed;
+            if must_sync {
+                if !self.persist_synced(ctx, batch) {
+                    return;
+                }
+            } else if !batch.is_empty() {
+                let _ = ctx.persist(batch);
             }
             if installed {
                 if let Err(reason) = self.restore_state_machine(snapshot.get_data()) {
@@ -562,7 +580,17 @@ impl Store {
         self.maybe_snapshot(ctx);
     }
 
+    /// Defers the Ready loop to a zero-delay timer: inputs that arrive before it fires
+    /// are batched into one Ready.
+    fn schedule_flush(&mut self, ctx: &mut Ctx<'_>) {
+        if !self.flush_scheduled {
+            self.flush_scheduled = true;
+            ctx.set_timer(StoreTimer::Flush, Duration::ZERO);
+        }
+    }
+
     fn persist_synced(&mut self, ctx: &mut Ctx<'_>, batch: WriteBatch) -> bool {
+        self.syncs += 1;
         if let Err(e) = ctx.persist(batch).and_then(|_| ctx.sync()) {
             // A member that cannot persist must not acknowledge anything: stop.
             self.fatal = Some(format!("storage failed: {e}"));
@@ -590,7 +618,17 @@ impl Store {
             }
             self.applied = entry.index;
             self.entries_since_snapshot += 1;
-            if entry.index % 64 == 0 {
+            if self.removed && self.raft.is_some() {
+                // This member applied its own removal: it stops, as an etcd member
+                // does. Its raft must not run on: a leader that removed itself is no
+                // longer in its own progress set, and raft-rs (which leaves it leader)
+                // panics on the next append response it counts towards commit. The
+                // rest of the cluster elects a leader among the remaining voters.
+                self.raft = None;
+                return;
+            }
+            let every = self.config.applied_report_every_entries;
+            if every > 0 && entry.index % every == 0 {
                 ctx.emit(Message::Report(Report::Store(StoreReport::Applied {
                     id: self.config.id,
                     index: entry.index,
@@ -981,7 +1019,13 @@ impl Store {
                     self.respond(ctx, from, id, Err(error));
                     return;
                 }
+                // etcd's rule: a lease past its deadline cannot be renewed, even if its
+                // revocation has not been applied yet — renewing it here would answer
+                // OK and then lose its keys to the revocation already under way.
+                let expired = self.revoking.contains(&lease)
+                    || self.lease_deadlines.get(&lease).is_some_and(|d| *d <= now);
                 let result = match self.mvcc.lease_ttl(lease) {
+                    Some(_) if expired => Err(StoreError::LeaseNotFound(lease)),
                     Some(ttl) => {
                         self.lease_deadlines
                             .insert(lease, now.plus(Duration::from_secs(ttl.max(1) as u64)));
@@ -1104,7 +1148,7 @@ impl Store {
                 self.respond(ctx, from, id, Ok(StoreResponse::Status(status)));
             }
         }
-        self.handle_ready(ctx);
+        self.schedule_flush(ctx);
     }
 
     fn not_leader(&self, now: Time) -> StoreError {
@@ -1152,13 +1196,14 @@ impl Store {
         self.propose_from(ctx, Some((from, id)), client_request, op);
     }
 
+    /// Proposes `op`; false (and the client answered) if it was refused.
     fn propose_from(
         &mut self,
         ctx: &mut Ctx<'_>,
         client: Option<(Address, u64)>,
         client_request: Option<(u64, u64)>,
         op: ProposalOp,
-    ) {
+    ) -> bool {
         let now = ctx.now();
         self.next_seq += 1;
         let proposal = Proposal {
@@ -1172,15 +1217,16 @@ impl Store {
             if let Some((to, request_id)) = client {
                 self.respond(ctx, to, request_id, Err(error));
             }
-            return;
+            return false;
         }
         let Some(raft) = self.raft.as_mut() else {
-            return;
+            return false;
         };
         match raft.propose(Vec::new(), data) {
             Ok(()) => {
                 self.pending_writes
                     .insert(proposal.seq, PendingWrite { client });
+                true
             }
             Err(e) => {
                 if let Some((to, request_id)) = client {
@@ -1192,6 +1238,7 @@ impl Store {
                     };
                     self.respond(ctx, to, request_id, Err(error));
                 }
+                false
             }
         }
     }
@@ -1588,8 +1635,12 @@ impl Store {
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
-            self.revoking.insert(id);
-            self.propose_from(ctx, None, None, ProposalOp::LeaseRevoke { id });
+            // Marked only once proposed: a revocation refused now (no quorum heard
+            // lately, proposal dropped) is proposed again on the next tick instead of
+            // leaving the lease alive for as long as this member leads.
+            if self.propose_from(ctx, None, None, ProposalOp::LeaseRevoke { id }) {
+                self.revoking.insert(id);
+            }
         }
         // Promote learners that asked for it once they have caught up.
         let Some(raft) = self.raft.as_ref() else {
@@ -1680,8 +1731,10 @@ fn watcher_too_slow(watcher: Option<&Watcher>, limit: usize) -> bool {
 }
 
 fn single_change(id: u64, kind: ConfChangeType) -> ConfChangeV2 {
-    let mut single = ConfChangeSingle::default();
-    single.node_id = id;
+    let mut single = ConfChangeSingle {
+        node_id: id,
+        ..Default::default()
+    };
     single.set_change_type(kind);
     let mut change = ConfChangeV2::default();
     change.set_changes(vec![single].into());
@@ -1700,6 +1753,10 @@ impl Actor for Store {
         match input {
             Input::Start(_) => self.on_start(ctx),
             Input::Timer(StoreTimer::Tick) => self.on_tick(ctx),
+            Input::Timer(StoreTimer::Flush) => {
+                self.flush_scheduled = false;
+                self.handle_ready(ctx);
+            }
             Input::Message { from, msg } => match msg {
                 Message::Store(StoreMessage::Raft(bytes)) => {
                     let Ok(message) = raft::eraftpb::Message::parse_from_bytes(&bytes) else {
@@ -1716,7 +1773,7 @@ impl Actor for Store {
                         // the bus is lossy, so there is nothing to answer.
                         let _ = raft.step(message);
                     }
-                    self.handle_ready(ctx);
+                    self.schedule_flush(ctx);
                 }
                 Message::Store(StoreMessage::Request {
                     id,
@@ -1746,6 +1803,8 @@ impl Actor for Store {
             "applied_index": status.applied_index,
             "revision": status.revision,
             "members": status.members.len(),
+            "readies": self.readies,
+            "syncs": self.syncs,
             "fatal": self.fatal,
         })
     }

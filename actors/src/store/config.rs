@@ -53,6 +53,10 @@ pub struct StoreConfig {
     pub max_inflight_msgs: usize,
     #[serde(default)]
     pub limits: Limits,
+    /// Report (index, revision, state digest) every this many applied entries, for the
+    /// simulator's agreement check; 0 turns it off (hashing the state is not free).
+    #[serde(default)]
+    pub applied_report_every_entries: u64,
 }
 
 fn default_tick_ms() -> u64 {
@@ -116,6 +120,7 @@ impl StoreConfig {
             max_size_per_msg: default_max_size_per_msg(),
             max_inflight_msgs: default_max_inflight_msgs(),
             limits: Limits::default(),
+            applied_report_every_entries: 0,
         }
     }
 

@@ -391,27 +391,23 @@ impl LeaseWorkload {
                     },
                 );
             }
-            (Pending::Poll, result) => {
+            (Pending::Poll, Ok(StoreResponse::Range(range))) => {
                 self.polling = false;
-                match result {
-                    Ok(StoreResponse::Range(range)) => {
-                        let report = match range.kvs.first() {
-                            Some(kv) => LeaseReport::KeyPresent {
-                                client,
-                                lease: kv.lease,
-                                header_revision: range.header_revision,
-                            },
-                            None => LeaseReport::KeyGone {
-                                client,
-                                header_revision: range.header_revision,
-                            },
-                        };
-                        self.report(ctx, report);
-                    }
-                    // No answer this time; the next poll asks again.
-                    _ => {}
-                }
+                let report = match range.kvs.first() {
+                    Some(kv) => LeaseReport::KeyPresent {
+                        client,
+                        lease: kv.lease,
+                        header_revision: range.header_revision,
+                    },
+                    None => LeaseReport::KeyGone {
+                        client,
+                        header_revision: range.header_revision,
+                    },
+                };
+                self.report(ctx, report);
             }
+            // No answer this time; the next poll asks again.
+            (Pending::Poll, _) => self.polling = false,
         }
     }
 }

@@ -15,6 +15,7 @@
 //!    lets it expire, reporting what it sees.
 
 pub mod actor;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -69,9 +69,11 @@ impl RaftLog {
             meta.set_conf_state(log.conf_state.clone());
             batch.put(KEY_SNAPSHOT, encode(&snapshot));
             log.snapshot = snapshot;
-            let mut hs = HardState::default();
-            hs.term = 1;
-            hs.commit = 1;
+            let hs = HardState {
+                term: 1,
+                commit: 1,
+                ..Default::default()
+            };
             log.set_hard_state(hs, &mut batch);
             batch.put(KEY_CONF_STATE, encode(&log.conf_state));
         }
@@ -92,8 +94,8 @@ impl RaftLog {
         }
         let start = entry_key(log.snapshot.get_metadata().index + 1);
         let end = format!("{ENTRY_PREFIX}~").into_bytes();
-        let mut expected = log.snapshot.get_metadata().index + 1;
-        for (_, value) in storage.scan(&start, Some(&end), usize::MAX)? {
+        let first = log.snapshot.get_metadata().index + 1;
+        for (expected, (_, value)) in (first..).zip(storage.scan(&start, Some(&end), usize::MAX)?) {
             let entry: Entry = decode(&value, "raft entry")?;
             if entry.index != expected {
                 return Err(StorageError::Corrupt(format!(
@@ -101,7 +103,6 @@ impl RaftLog {
                     entry.index
                 )));
             }
-            expected += 1;
             log.entries.push(entry);
         }
         // The conf state in force at the snapshot; entries after it are re-applied on

@@ -49,6 +49,7 @@ pub fn machines(members: u64, joiners: u64, clients: u64, keys: u32) -> Vec<Mach
         }
         // Small snapshots interval so that lagging and new members catch up by snapshot.
         config.snapshot_every_entries = 300;
+        config.applied_report_every_entries = 64;
         machines.push(Machine {
             name: format!("s{i}"),
             actors: vec![(store_address(i), spec(keel_actors::store::KIND, &config))],
@@ -537,20 +538,24 @@ impl Invariant for WatchExactlyOnce {
             Some((_, WorkloadReport::WatchEnded { client, .. })) => {
                 self.ended.insert(*client);
             }
-            Some((_, WorkloadReport::Return { outcome, .. })) => match outcome {
-                KvOutcome::Put { revision }
-                | KvOutcome::Delete {
-                    existed: true,
-                    revision,
-                }
-                | KvOutcome::Cas {
-                    succeeded: true,
-                    revision,
-                } => {
-                    self.acknowledged.insert(*revision);
-                }
-                _ => {}
-            },
+            Some((
+                _,
+                WorkloadReport::Return {
+                    outcome:
+                        KvOutcome::Put { revision }
+                        | KvOutcome::Delete {
+                            existed: true,
+                            revision,
+                        }
+                        | KvOutcome::Cas {
+                            succeeded: true,
+                            revision,
+                        },
+                    ..
+                },
+            )) => {
+                self.acknowledged.insert(*revision);
+            }
             _ => {}
         }
         Ok(())
