@@ -299,6 +299,21 @@ impl actix::Message for Deliver {
     type Result = ();
 }
 
+/// A zero-delay timer firing, queued behind the inputs already in the mailbox.
+struct FireNow(TimerFiring);
+
+impl actix::Message for FireNow {
+    type Result = ();
+}
+
+impl Handler<FireNow> for ActorHost {
+    type Result = ();
+
+    fn handle(&mut self, fire: FireNow, ctx: &mut Context<Self>) {
+        self.fire(&fire.0, ctx);
+    }
+}
+
 /// Asks a hosted actor for its status JSON.
 struct GetStatus;
 
@@ -336,9 +351,16 @@ impl ActorHost {
             }
         }
         for (firing, after_ms) in step.timers {
-            ctx.run_later(Duration::from_millis(after_ms), move |host, ctx| {
-                host.fire(&firing, ctx);
-            });
+            if after_ms == 0 {
+                // A zero-delay timer means "after the inputs already queued": a message
+                // to ourselves joins the back of the mailbox, where a tokio timer would
+                // wait for the next millisecond tick.
+                ctx.notify(FireNow(firing));
+            } else {
+                ctx.run_later(Duration::from_millis(after_ms), move |host, ctx| {
+                    host.fire(&firing, ctx);
+                });
+            }
         }
     }
 

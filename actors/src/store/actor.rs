@@ -510,6 +510,16 @@ impl Store {
             }
             let mut ready = raft.ready();
             self.readies += 1;
+            // raft-rs separates messages that may leave before this Ready is persisted
+            // (the leader's appends: it may write its own log in parallel with the
+            // followers, Raft thesis 10.2.1) from those that must wait (votes, append
+            // responses: `persisted_messages`). Sending the former first overlaps the
+            // leader's fsync with replication.
+            let early = ready.take_messages();
+            self.send_raft_messages(ctx, early);
+            let Some(raft) = self.raft.as_mut() else {
+                return;
+            };
             let mut batch = WriteBatch::new();
             let snapshot = ready.snapshot().clone();
             let installed = snapshot.get_metadata().index != 0;
@@ -543,8 +553,6 @@ impl Store {
                 // Watchers ahead of the snapshot keep going; behind it they re-sync.
                 self.cancel_lagging_watchers(ctx);
             }
-            let messages = ready.take_messages();
-            self.send_raft_messages(ctx, messages);
             let persisted = ready.take_persisted_messages();
             self.send_raft_messages(ctx, persisted);
             for state in ready.take_read_states() {

@@ -75,7 +75,9 @@ fn default_inflight_reads_max() -> usize {
     4096
 }
 fn default_snapshot_every_entries() -> u64 {
-    5000
+    // A snapshot serialises the whole state machine (history included): like etcd's
+    // --snapshot-count, keep it rare; the log in between costs only disk.
+    25_000
 }
 fn default_watchers_per_client_max() -> usize {
     1024
