@@ -24,6 +24,7 @@ use crate::sled_storage::SledStorage;
 use crate::transport::{
     BoundListener, Inbox, SendOutcome, Transport, TransportConfig, TransportError, TransportStats,
 };
+use crate::wal_storage::WalStorage;
 use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, MessageResult};
 use keel_actors::{Message, Registry};
 use keel_engine::trace::{StableHasher, TRACE_FORMAT_VERSION};
@@ -76,6 +77,10 @@ pub struct NodeConfig {
     /// it is done, see `Report::Done`).
     #[serde(default)]
     pub run_for_ms: Option<u64>,
+    /// Which storage engine actors get: sled (default) or the write-ahead log engine
+    /// (many small synced writes: the store's raft log).
+    #[serde(default)]
+    pub storage: StorageEngine,
     /// More addresses the bus listens on (e.g. a member's client address), same protocol.
     #[serde(default)]
     pub extra_listen: Vec<SocketAddr>,
@@ -115,6 +120,62 @@ impl NodeConfig {
         }
         self.transport.validate()?;
         Ok(())
+    }
+}
+
+/// The storage engine behind every actor of a node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageEngine {
+    #[default]
+    Sled,
+    Wal,
+}
+
+/// One actor's storage, whichever engine backs it.
+enum NodeStorage {
+    Sled(SledStorage),
+    Wal(WalStorage),
+}
+
+impl NodeStorage {
+    fn has_data(&self) -> Result<bool, keel_engine::StorageError> {
+        match self {
+            NodeStorage::Sled(s) => s.has_data(),
+            NodeStorage::Wal(w) => Ok(w.has_data()),
+        }
+    }
+}
+
+impl keel_engine::Storage for NodeStorage {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, keel_engine::StorageError> {
+        match self {
+            NodeStorage::Sled(s) => s.get(key),
+            NodeStorage::Wal(w) => w.get(key),
+        }
+    }
+    fn scan(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<keel_engine::storage::KeyValues, keel_engine::StorageError> {
+        match self {
+            NodeStorage::Sled(s) => s.scan(start, end, limit),
+            NodeStorage::Wal(w) => w.scan(start, end, limit),
+        }
+    }
+    fn write(&mut self, batch: &keel_engine::WriteBatch) -> Result<(), keel_engine::StorageError> {
+        match self {
+            NodeStorage::Sled(s) => s.write(batch),
+            NodeStorage::Wal(w) => w.write(batch),
+        }
+    }
+    fn sync(&mut self) -> Result<(), keel_engine::StorageError> {
+        match self {
+            NodeStorage::Sled(s) => s.sync(),
+            NodeStorage::Wal(w) => w.sync(),
+        }
     }
 }
 
@@ -324,7 +385,7 @@ impl actix::Message for GetStatus {
 /// One engine actor as an actix actor.
 struct ActorHost {
     cell: ActorCell<Message>,
-    storage: SledStorage,
+    storage: NodeStorage,
     shared: Rc<Shared>,
     /// The start step, released once the actix actor runs (when every local mailbox
     /// exists, so its sends can be routed).
@@ -459,7 +520,7 @@ fn open_trace(
 /// An actor built and started, not yet running under actix.
 struct StartedActor {
     cell: ActorCell<Message>,
-    storage: SledStorage,
+    storage: NodeStorage,
     start: Step<Message>,
 }
 
@@ -498,8 +559,30 @@ async fn run_node_inside_system(config: NodeConfig) -> Result<NodeReport, Runtim
             address: address.clone(),
             reason,
         };
-        let mut storage =
-            SledStorage::open(&db, address).map_err(|e| storage_error(e.to_string()))?;
+        let mut storage = match config.storage {
+            StorageEngine::Sled => NodeStorage::Sled(
+                SledStorage::open(&db, address).map_err(|e| storage_error(e.to_string()))?,
+            ),
+            StorageEngine::Wal => {
+                let dir = config.data_dir.join("wal");
+                std::fs::create_dir_all(&dir).map_err(|e| storage_error(e.to_string()))?;
+                let file: String = address
+                    .to_string()
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || c == '-' {
+                            c
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect();
+                NodeStorage::Wal(
+                    WalStorage::open(&dir.join(format!("{file}.wal")), 64 * 1024 * 1024)
+                        .map_err(|e| storage_error(e.to_string()))?,
+                )
+            }
+        };
         let kind = if storage
             .has_data()
             .map_err(|e| storage_error(e.to_string()))?
@@ -756,6 +839,8 @@ mod tests {
             transport: TransportConfig::default(),
             status_interval_ms: 200,
             run_for_ms: Some(run_for_ms),
+            extra_listen: Vec::new(),
+            storage: StorageEngine::Sled,
         }
     }
 

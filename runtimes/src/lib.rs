@@ -29,10 +29,14 @@
 pub mod host;
 pub mod sled_storage;
 pub mod transport;
+pub mod wal_storage;
 
-pub use host::{run_node, HostStats, NodeConfig, NodeReport, RuntimeError};
+pub use host::{
+    run_node, CommandResult, HostStats, NodeConfig, NodeReport, RuntimeError, StorageEngine,
+};
 pub use sled_storage::SledStorage;
 pub use transport::{
     BoundListener, Handshake, Inbox, SendOutcome, Transport, TransportConfig, TransportError,
     TransportStats,
 };
+pub use wal_storage::WalStorage;

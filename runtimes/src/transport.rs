@@ -900,7 +900,9 @@ mod tests {
         // A good handshake, then an envelope over max_frame_bytes.
         let mut oversized = TcpStream::connect(target).await.unwrap();
         oversized
-            .write_all(&frame_bytes(&Handshake::new(&NodeId::new("a")).encode()))
+            .write_all(&frame_bytes(
+                &Handshake::new(&NodeId::new("a"), None).encode(),
+            ))
             .await
             .unwrap();
         let too_long = (TransportConfig::default().max_frame_bytes as u32) + 1;
@@ -910,7 +912,9 @@ mod tests {
         // A good handshake, then an envelope for another node.
         let mut misaddressed = TcpStream::connect(target).await.unwrap();
         misaddressed
-            .write_all(&frame_bytes(&Handshake::new(&NodeId::new("a")).encode()))
+            .write_all(&frame_bytes(
+                &Handshake::new(&NodeId::new("a"), None).encode(),
+            ))
             .await
             .unwrap();
         misaddressed

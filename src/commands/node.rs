@@ -104,6 +104,7 @@ pub fn run(args: NodeArgs) -> u8 {
         status_interval_ms,
         run_for_ms,
         extra_listen: Vec::new(),
+        storage: Default::default(),
     };
     match run_node(config) {
         Ok(report) => {

@@ -256,6 +256,8 @@ fn run_daemon(args: DaemonArgs) -> u8 {
         status_interval_ms,
         run_for_ms: None,
         extra_listen: args.listen_client.into_iter().collect(),
+        // Many small synced writes (the raft log): the write-ahead log engine.
+        storage: keel_runtimes::StorageEngine::Wal,
     };
     match run_node(node_config) {
         Ok(report) => {
@@ -421,6 +423,7 @@ fn run_client(command: StoreCommand) -> u8 {
         // A watch runs until interrupted; anything else stops at its timeout at the latest.
         run_for_ms: (!watching).then_some(timeout_ms + 2_000),
         extra_listen: Vec::new(),
+        storage: Default::default(),
     };
     let outcome = run_node(config);
     let _ = std::fs::remove_dir_all(&data_dir);
