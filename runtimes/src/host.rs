@@ -325,6 +325,22 @@ impl Shared {
                     self.done_signal.notify_one();
                 }
             }
+            // A store member that cannot use its data stops the node with the reason,
+            // rather than serve as an empty member.
+            Message::Report(Report::Store(keel_actors::message::StoreReport::Fatal {
+                reason,
+                ..
+            })) => {
+                tracing::error!(actor = %from, %reason, "actor stopped");
+                let mut done = self.done.borrow_mut();
+                if done.is_none() {
+                    *done = Some(CommandResult {
+                        ok: false,
+                        result: serde_json::json!({ "error": format!("{from}: {reason}") }),
+                    });
+                    self.done_signal.notify_one();
+                }
+            }
             other => tracing::trace!(actor = %from, report = ?other, "report"),
         }
     }
@@ -553,6 +569,42 @@ async fn run_node_inside_system(config: NodeConfig) -> Result<NodeReport, Runtim
 
     // Build and start every actor: a start's sends wait until all mailboxes exist.
     let recording = config.record.is_some();
+    // A data directory belongs to one node: data of actors this node does not host means
+    // it was pointed at another node's directory, which must not be used as if empty.
+    let wal_file = |address: &Address| -> String {
+        let file: String = address
+            .to_string()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("{file}.wal")
+    };
+    let hosted_files: Vec<String> = config.actors.iter().map(|(a, _)| wal_file(a)).collect();
+    let hosted_trees: Vec<String> = config.actors.iter().map(|(a, _)| a.to_string()).collect();
+    if let Ok(entries) = std::fs::read_dir(config.data_dir.join("wal")) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".wal") && !hosted_files.contains(&name) {
+                return Err(storage_error(format!(
+                    "it holds another actor's data ({name}): this directory belongs to another node"
+                )));
+            }
+        }
+    }
+    for tree in db.tree_names() {
+        let name = String::from_utf8_lossy(&tree).into_owned();
+        if name != "__sled__default" && !hosted_trees.contains(&name) {
+            return Err(storage_error(format!(
+                "it holds another actor's data ({name}): this directory belongs to another node"
+            )));
+        }
+    }
     let mut started = Vec::new();
     for (address, spec) in &config.actors {
         let actor_error = |reason: String| RuntimeError::Actor {

@@ -260,10 +260,20 @@ fn run_daemon(args: DaemonArgs) -> u8 {
         storage: keel_runtimes::StorageEngine::Wal,
     };
     match run_node(node_config) {
-        Ok(report) => {
-            println!("{}", serde_json::to_string(&report).unwrap_or_default());
-            EXIT_OK
-        }
+        Ok(report) => match &report.result {
+            Some(result) if !result.ok => {
+                let reason = result.result["error"]
+                    .as_str()
+                    .unwrap_or("stopped")
+                    .to_string();
+                eprintln!("error: the store member stopped: {reason}");
+                EXIT_FAILED
+            }
+            _ => {
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+                EXIT_OK
+            }
+        },
         Err(e) => bad_input(e),
     }
 }

@@ -188,8 +188,7 @@ pub struct CompactRequest {
 #[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
 pub enum StoreError {
     #[error(
-        "required revision {requested} has been compacted (the store is compacted at revision \
-         {compacted}): re-read at a newer revision"
+        "revision {requested} has been compacted (oldest is {compacted}): re-read at a newer revision"
     )]
     Compacted { requested: i64, compacted: i64 },
     #[error("required revision {requested} is a future revision (current revision is {current})")]
@@ -427,7 +426,7 @@ mod tests {
         assert!(compacted
             .to_string()
             .contains("revision 3 has been compacted"));
-        assert!(compacted.to_string().contains("compacted at revision 7"));
+        assert!(compacted.to_string().contains("(oldest is 7)"));
         let too_large = StoreError::RequestTooLarge {
             size: 2_000_000,
             limit: 1_572_864,
