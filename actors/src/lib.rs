@@ -9,6 +9,7 @@
 //!    default scenario runs it).
 //! 2. [`store`] — keel's etcd: the MVCC state machine (the raft actor is on its way).
 
+pub mod apiserver;
 pub mod message;
 pub mod registry;
 pub mod selftest;
