@@ -17,6 +17,8 @@ pub enum Message {
     SelfTest(SelfTestMessage),
     /// The store (etcd): raft between members, requests and watches from clients.
     Store(StoreMessage),
+    /// The API server: Kubernetes requests, responses and watch events (objects as JSON).
+    Api(crate::apiserver::ApiMessage),
     /// Reports actors emit for the host's invariant checkers and logs
     /// (`Context::emit`); never sent between actors.
     Report(Report),

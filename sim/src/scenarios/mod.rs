@@ -2,6 +2,7 @@
 //! schedule and the invariants that judge it.
 
 pub mod lease;
+// pub mod api;
 pub mod selftest;
 pub mod store;
 

@@ -212,13 +212,17 @@ pub fn membership(_seed: u64, d: u64) -> Setup {
             ),
         ));
     }
-    for target in 1..=4 {
-        faults.push(timed(
-            at(d, 550),
-            inject(target, StoreRequest::MemberRemove { id: 2 }),
-        ));
+    // An operator retries: a removal refused while the promotion of member 4 is still
+    // in flight ("another membership change is in progress") is asked again.
+    for when in [550, 575, 600] {
+        for target in 1..=4 {
+            faults.push(timed(
+                at(d, when),
+                inject(target, StoreRequest::MemberRemove { id: 2 }),
+            ));
+        }
     }
-    faults.push(timed(at(d, 600), Fault::Kill { node: node("s2") }));
+    faults.push(timed(at(d, 620), Fault::Kill { node: node("s2") }));
     faults.push(timed(at(d, 700), Fault::KillStoreLeader));
     faults.push(timed(at(d, 760), Fault::Restart { node: node("s1") }));
     faults.push(timed(at(d, 760), Fault::Restart { node: node("s3") }));

@@ -1,0 +1,1205 @@
+//! The API server actor: Kubernetes REST semantics over the store. Stateless: every
+//! object lives in the store; the only memory is the watch cache (rebuilt from the
+//! store) and requests in flight. Any number of replicas serve the same data.
+//!
+//! Drive loop, per API request:
+//! 1. route: the resource must be served; the verb decides the steps;
+//! 2. each step is one store request through the client library (`StoreClient`), and
+//!    the store's answer moves the operation on: create = namespace check, then a txn
+//!    "create if absent"; update = read, then a txn "write if unchanged since" (the
+//!    object's resourceVersion is its mod revision, so a stale update is a Conflict);
+//!    delete = read, then finalizers decide between marking and removing;
+//! 3. the answer is an object, a list, or a `Status` with Kubernetes' reason and code.
+//!
+//! Watches are served from a per-resource watch cache: one store watch on the
+//! resource's prefix feeds every API watcher of that resource. Each watcher has a
+//! bounded budget of unacknowledged events and is closed with 410 when it falls
+//! behind, so it never slows the others; a resourceVersion older than the cache's
+//! window is answered with 410 Expired too, and the client re-lists.
+
+use super::messages::{ApiMessage, ApiRequest, ApiResponse, EventType, ListOptions, Verb, WatchEvent};
+use super::object::{finalizers, labels, meta_str, metadata_mut, qualified, rfc3339, spec_part, status};
+use super::resources::{Resource, RESOURCES};
+use super::selectors::{parse_field_selector, parse_label_selector, FieldSelector, LabelSelector};
+use super::{defaults, validation};
+use crate::message::Message;
+use crate::store::client::{ClientConfig, Completion, StoreClient, WatchOutput};
+use crate::store::messages::{StoreMessage, StoreRequest, StoreResponse, WatchCreate};
+use crate::store::types::{
+    prefix_end, Compare, CompareResult, CompareTarget, DeleteRangeRequest, EventType as StoreEventType, KeyValue,
+    PutRequest, RangeRequest, RequestOp, StoreError, TxnRequest,
+};
+use keel_engine::{Actor, Address, Context, Input, Time};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+pub const KIND: &str = "apiserver";
+
+/// Namespaces that exist from the start.
+pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApiServerConfig {
+    pub store_endpoints: Vec<Address>,
+    /// Events kept per resource for watches that resume from a resourceVersion.
+    #[serde(default = "default_watch_cache_events")]
+    pub watch_cache_events: usize,
+    /// API watchers at once.
+    #[serde(default = "default_watchers_max")]
+    pub watchers_max: usize,
+    /// Events a watcher may leave unacknowledged before it is closed with 410.
+    #[serde(default = "default_watcher_unacked_max")]
+    pub watcher_unacked_max: usize,
+    /// API requests in flight at once.
+    #[serde(default = "default_requests_max")]
+    pub requests_max: usize,
+    /// Attempts of an unconditional update that keeps losing its compare-and-swap.
+    #[serde(default = "default_update_attempts_max")]
+    pub update_attempts_max: u32,
+    /// A bookmark to idle watchers that asked for them, this often.
+    #[serde(default = "default_bookmark_ms")]
+    pub bookmark_ms: u64,
+}
+
+fn default_watch_cache_events() -> usize {
+    1000
+}
+fn default_watchers_max() -> usize {
+    10_000
+}
+fn default_watcher_unacked_max() -> usize {
+    1000
+}
+fn default_requests_max() -> usize {
+    4096
+}
+fn default_update_attempts_max() -> u32 {
+    8
+}
+fn default_bookmark_ms() -> u64 {
+    5_000
+}
+
+impl ApiServerConfig {
+    pub fn new(store_endpoints: Vec<Address>) -> Self {
+        ApiServerConfig {
+            store_endpoints,
+            watch_cache_events: default_watch_cache_events(),
+            watchers_max: default_watchers_max(),
+            watcher_unacked_max: default_watcher_unacked_max(),
+            requests_max: default_requests_max(),
+            update_attempts_max: default_update_attempts_max(),
+            bookmark_ms: default_bookmark_ms(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.store_endpoints.is_empty() {
+            return Err("the API server needs at least one store endpoint".into());
+        }
+        if self.watch_cache_events == 0 || self.watchers_max == 0 || self.watcher_unacked_max == 0 || self.requests_max == 0 {
+            return Err("API server limits must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ApiTimer {
+    Tick,
+}
+
+/// Where an operation is.
+#[derive(Clone, Debug)]
+enum Stage {
+    Get,
+    List,
+    CreateCheckNamespace,
+    CreateWrite,
+    UpdateRead,
+    UpdateWrite { expected: i64, replace_with: Value },
+    DeleteRead,
+    DeleteWrite { old: Value, mod_revision: i64, removing: bool },
+    Bootstrap,
+}
+
+struct Op {
+    client: Option<(Address, u64)>,
+    request: ApiRequest,
+    resource: &'static Resource,
+    stage: Stage,
+    attempts: u32,
+    prepared: Option<Value>,
+}
+
+struct Cache {
+    /// The client library's id of the store watch feeding this cache.
+    store_watch: Option<u64>,
+    ready: bool,
+    loading: bool,
+    revision: i64,
+    objects: BTreeMap<Vec<u8>, (Value, i64)>,
+    /// Recent events (revision, event), oldest first.
+    window: VecDeque<(i64, EventType, Value)>,
+    /// Watchers waiting for the initial load.
+    waiting: Vec<(Address, u64)>,
+}
+
+struct Watcher {
+    resource: &'static Resource,
+    namespace: Option<String>,
+    labels: LabelSelector,
+    fields: FieldSelector,
+    seq: u64,
+    acked: u64,
+    bookmarks: bool,
+    last_sent: Time,
+    start: String,
+}
+
+pub struct ApiServer {
+    config: ApiServerConfig,
+    client: StoreClient,
+    ops: BTreeMap<u64, Op>,
+    next_op: u64,
+    caches: BTreeMap<&'static str, Cache>,
+    watchers: BTreeMap<(Address, u64), Watcher>,
+    pub served: u64,
+}
+
+type Ctx<'a> = Context<'a, Message, ApiTimer>;
+type Out = Vec<(Address, Message)>;
+
+fn cache_key(resource: &Resource) -> &'static str {
+    // One cache per resource; plurals are unique across the served groups.
+    resource.plural
+}
+
+fn not_found(resource: &Resource, name: &str) -> ApiResponse {
+    let message = format!("{} \"{name}\" not found", qualified(resource.plural, resource.group));
+    ApiResponse {
+        code: 404,
+        body: status(404, "NotFound", &message, json!({ "name": name, "group": resource.group, "kind": resource.plural })),
+    }
+}
+
+fn failure(code: u16, reason: &str, message: String) -> ApiResponse {
+    ApiResponse {
+        code,
+        body: status(code, reason, &message, json!({})),
+    }
+}
+
+fn store_failure(error: &StoreError) -> ApiResponse {
+    match error {
+        StoreError::Compacted { .. } => failure(410, "Expired", format!("too old resource version: {error}")),
+        StoreError::NoQuorum { .. } | StoreError::Timeout | StoreError::NotLeader { .. } | StoreError::Stopped(_) => {
+            failure(503, "ServiceUnavailable", format!("the store is unavailable: {error}"))
+        }
+        StoreError::Ambiguous(_) => failure(504, "Timeout", format!("the store did not confirm the write: {error}")),
+        StoreError::RequestTooLarge { .. } | StoreError::KeyTooLarge { .. } | StoreError::ValueTooLarge { .. } => {
+            failure(413, "RequestEntityTooLarge", error.to_string())
+        }
+        other => failure(500, "InternalError", other.to_string()),
+    }
+}
+
+/// The stored JSON with what clients expect on every object.
+fn present(resource: &Resource, value: &[u8], mod_revision: i64) -> Value {
+    let mut object: Value = serde_json::from_slice(value).unwrap_or_else(|_| json!({}));
+    if let Some(map) = object.as_object_mut() {
+        map.insert("kind".into(), json!(resource.kind));
+        map.insert("apiVersion".into(), json!(resource.api_version()));
+    }
+    metadata_mut(&mut object).insert("resourceVersion".into(), json!(mod_revision.to_string()));
+    object
+}
+
+fn body(value: &Value) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn uid(ctx: &mut Ctx<'_>) -> String {
+    let a: u64 = ctx.rng().gen();
+    let b: u64 = ctx.rng().gen();
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0x0fff,
+        ((b >> 48) & 0x3fff) | 0x8000,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+fn txn_put_if(key: &[u8], target: CompareTarget, value: Vec<u8>) -> StoreRequest {
+    StoreRequest::Txn(TxnRequest {
+        compare: vec![Compare {
+            key: key.to_vec(),
+            range_end: Vec::new(),
+            result: CompareResult::Equal,
+            target,
+        }],
+        success: vec![RequestOp::Put(PutRequest {
+            key: key.to_vec(),
+            value,
+            ..Default::default()
+        })],
+        failure: Vec::new(),
+    })
+}
+
+impl ApiServer {
+    pub fn new(config: ApiServerConfig) -> Result<Self, String> {
+        config.validate()?;
+        let client = StoreClient::new(config.store_endpoints.clone(), Self::client_config(&config), 0)?;
+        Ok(ApiServer {
+            config,
+            client,
+            ops: BTreeMap::new(),
+            next_op: 0,
+            caches: BTreeMap::new(),
+            watchers: BTreeMap::new(),
+            served: 0,
+        })
+    }
+
+    fn client_config(config: &ApiServerConfig) -> ClientConfig {
+        ClientConfig {
+            inflight_max: config.requests_max,
+            ..ClientConfig::default()
+        }
+    }
+
+    fn reply(&mut self, ctx: &mut Ctx<'_>, client: Option<(Address, u64)>, response: ApiResponse) {
+        self.served += 1;
+        if let Some((to, id)) = client {
+            ctx.send(to, Message::Api(ApiMessage::Response { id, response }));
+        }
+    }
+
+    fn store(&mut self, out: &mut Out, now: Time, op_id: u64, request: StoreRequest) -> Result<(), StoreError> {
+        self.client.send(out, now, request, op_id).map(|_| ())
+    }
+
+    // ----- starting an operation ----------------------------------------------------
+
+    fn on_request(&mut self, ctx: &mut Ctx<'_>, out: &mut Out, from: Address, id: u64, request: ApiRequest) {
+        let client = Some((from.clone(), id));
+        let Some(resource) = Resource::find(&request.group, &request.resource) else {
+            let message = format!("the server could not find the requested resource ({})", request.resource);
+            return self.reply(ctx, client, failure(404, "NotFound", message));
+        };
+        if resource.version != request.version {
+            let message = format!("the server could not find the requested resource ({} {})", request.resource, request.version);
+            return self.reply(ctx, client, failure(404, "NotFound", message));
+        }
+        if resource.namespaced && request.namespace.is_none() && matches!(request.verb, Verb::Create) {
+            return self.reply(ctx, client, failure(400, "BadRequest", "a namespace is required".into()));
+        }
+        if request.verb == Verb::Watch {
+            return self.watch_start(ctx, out, from, resource, request);
+        }
+        if self.ops.len() >= self.config.requests_max {
+            let message = format!("too many requests in flight (limit {})", self.config.requests_max);
+            return self.reply(ctx, client, failure(429, "TooManyRequests", message));
+        }
+        let name = request.name.clone().unwrap_or_default();
+        let key = resource.key(request.namespace.as_deref(), &name).into_bytes();
+        let (stage, store_request) = match request.verb {
+            Verb::Get => (Stage::Get, StoreRequest::Range(RangeRequest { key, ..Default::default() })),
+            Verb::List => match self.list_request(resource, &request) {
+                Ok(range) => (Stage::List, StoreRequest::Range(range)),
+                Err(response) => return self.reply(ctx, client, response),
+            },
+            Verb::Create => {
+                let prepared = match self.prepare_create(ctx, resource, &request) {
+                    Ok(p) => p,
+                    Err(response) => return self.reply(ctx, client, response),
+                };
+                let op_id = self.new_op(client, request.clone(), resource, Stage::CreateCheckNamespace, Some(prepared));
+                return self.create_step(ctx, out, op_id);
+            }
+            Verb::Update => (Stage::UpdateRead, StoreRequest::Range(RangeRequest { key, ..Default::default() })),
+            Verb::Delete => (Stage::DeleteRead, StoreRequest::Range(RangeRequest { key, ..Default::default() })),
+            Verb::Watch => unreachable!("watches are handled above"),
+        };
+        let op_id = self.new_op(client, request, resource, stage, None);
+        let now = ctx.now();
+        if let Err(e) = self.store(out, now, op_id, store_request) {
+            let op = self.ops.remove(&op_id);
+            self.reply(ctx, op.and_then(|o| o.client), store_failure(&e));
+        }
+    }
+
+    fn new_op(
+        &mut self,
+        client: Option<(Address, u64)>,
+        request: ApiRequest,
+        resource: &'static Resource,
+        stage: Stage,
+        prepared: Option<Value>,
+    ) -> u64 {
+        self.next_op += 1;
+        self.ops.insert(
+            self.next_op,
+            Op {
+                client,
+                request,
+                resource,
+                stage,
+                attempts: 0,
+                prepared,
+            },
+        );
+        self.next_op
+    }
+
+    fn list_request(&self, resource: &Resource, request: &ApiRequest) -> Result<RangeRequest, ApiResponse> {
+        let prefix = resource.prefix(request.namespace.as_deref()).into_bytes();
+        let mut range = RangeRequest {
+            range_end: prefix_end(&prefix),
+            key: prefix,
+            ..Default::default()
+        };
+        let options = &request.options;
+        if !options.continue_token.is_empty() {
+            let (revision, after) = decode_continue(&options.continue_token)
+                .ok_or_else(|| failure(400, "BadRequest", "the continue token is not valid".into()))?;
+            range.revision = revision;
+            let mut start = after;
+            start.push(0);
+            range.key = start;
+        } else if let Ok(revision) = options.resource_version.parse::<i64>() {
+            if revision > 0 {
+                range.revision = revision;
+            } else {
+                range.serializable = true;
+            }
+        }
+        Ok(range)
+    }
+
+    /// Builds the object to create: defaults, identity, validation. `Err` is the answer.
+    fn prepare_create(&mut self, ctx: &mut Ctx<'_>, resource: &Resource, request: &ApiRequest) -> Result<Value, ApiResponse> {
+        let mut object: Value = serde_json::from_slice(&request.body)
+            .map_err(|e| failure(400, "BadRequest", format!("the request body is not valid JSON: {e}")))?;
+        if !object.is_object() {
+            return Err(failure(400, "BadRequest", "the request body must be a JSON object".into()));
+        }
+        if let Some(kind) = object.get("kind").and_then(Value::as_str) {
+            if kind != resource.kind {
+                return Err(failure(400, "BadRequest", format!("the object kind {kind} does not match the resource {}", resource.plural)));
+            }
+        }
+        let now = ctx.now();
+        let uid = uid(ctx);
+        let suffix: String = (0..5)
+            .map(|_| {
+                const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+                ALPHABET[ctx.rng().gen_range(0..ALPHABET.len())] as char
+            })
+            .collect();
+        {
+            let meta = metadata_mut(&mut object);
+            let has_name = meta.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+            if !has_name {
+                if let Some(generate) = meta.get("generateName").and_then(Value::as_str).map(str::to_string) {
+                    meta.insert("name".into(), json!(format!("{generate}{suffix}")));
+                }
+            }
+            if resource.namespaced {
+                let requested = request.namespace.clone().unwrap_or_default();
+                match meta.get("namespace").and_then(Value::as_str) {
+                    Some(ns) if ns != requested => {
+                        return Err(failure(
+                            400,
+                            "BadRequest",
+                            "the namespace of the provided object does not match the namespace sent on the request".into(),
+                        ));
+                    }
+                    _ => {
+                        meta.insert("namespace".into(), json!(requested));
+                    }
+                }
+            } else {
+                meta.remove("namespace");
+            }
+            meta.insert("uid".into(), json!(uid));
+            meta.insert("creationTimestamp".into(), json!(rfc3339(now.0)));
+            meta.insert("generation".into(), json!(1));
+            meta.remove("resourceVersion");
+            meta.remove("deletionTimestamp");
+            meta.remove("deletionGracePeriodSeconds");
+        }
+        if let Some(map) = object.as_object_mut() {
+            map.insert("kind".into(), json!(resource.kind));
+            map.insert("apiVersion".into(), json!(resource.api_version()));
+        }
+        defaults::apply_defaults(resource.kind, &mut object);
+        if resource.kind == "Job" {
+            defaults::default_job_selector(&mut object, &uid);
+        }
+        if resource.kind == "Pod" && object["spec"].get("serviceAccountName").is_none() && object["spec"].is_object() {
+            // Service account admission: the namespace's default account.
+            object["spec"]["serviceAccountName"] = json!("default");
+        }
+        if resource.kind == "Namespace" {
+            object["status"] = json!({ "phase": "Active" });
+        }
+        let causes = validation::validate(resource.kind, &object, request.namespace.as_deref());
+        if !causes.is_empty() {
+            let name = meta_str(&object, "name").unwrap_or("").to_string();
+            return Err(invalid(resource, &name, &causes));
+        }
+        Ok(object)
+    }
+
+    fn create_step(&mut self, ctx: &mut Ctx<'_>, out: &mut Out, op_id: u64) {
+        let now = ctx.now();
+        let Some(op) = self.ops.get(&op_id) else { return };
+        let request = match &op.stage {
+            Stage::CreateCheckNamespace if op.resource.namespaced => {
+                let ns = op.request.namespace.clone().unwrap_or_default();
+                StoreRequest::Range(RangeRequest {
+                    key: RESOURCES[0].key(None, &ns).into_bytes(),
+                    ..Default::default()
+                })
+            }
+            _ => {
+                let object = op.prepared.clone().unwrap_or_default();
+                let name = meta_str(&object, "name").unwrap_or("").to_string();
+                let key = op.resource.key(op.request.namespace.as_deref(), &name).into_bytes();
+                if let Some(op) = self.ops.get_mut(&op_id) {
+                    op.stage = Stage::CreateWrite;
+                }
+                txn_put_if(&key, CompareTarget::Version(0), body(&strip(&object)))
+            }
+        };
+        if let Err(e) = self.store(out, now, op_id, request) {
+            let op = self.ops.remove(&op_id);
+            self.reply(ctx, op.and_then(|o| o.client), store_failure(&e));
+        }
+    }
+
+    // ----- store answers ------------------------------------------------------------
+
+    fn on_store_completion(&mut self, ctx: &mut Ctx<'_>, out: &mut Out, done: Completion) {
+        let op_id = done.tag;
+        let Some(mut op) = self.ops.remove(&op_id) else { return };
+        let response = match done.result {
+            Err(error) => Some(store_failure(&error)),
+            Ok(result) => self.advance(ctx, out, op_id, &mut op, result),
+        };
+        match response {
+            Some(response) => {
+                let client = op.client.clone();
+                if matches!(op.stage, Stage::Bootstrap) {
+                    return;
+                }
+                self.reply(ctx, client, response);
+            }
+            None => {
+                self.ops.insert(op_id, op);
+            }
+        }
+    }
+
+    /// Moves an operation on; `Some` is the final answer.
+    fn advance(&mut self, ctx: &mut Ctx<'_>, out: &mut Out, op_id: u64, op: &mut Op, result: StoreResponse) -> Option<ApiResponse> {
+        let resource = op.resource;
+        let name = op.request.name.clone().unwrap_or_default();
+        let namespace = op.request.namespace.clone();
+        let key = resource.key(namespace.as_deref(), &name).into_bytes();
+        let now = ctx.now();
+        match (&op.stage, result) {
+            (Stage::Get, StoreResponse::Range(r)) => Some(match r.kvs.first() {
+                Some(kv) => ApiResponse { code: 200, body: body(&present(resource, &kv.value, kv.mod_revision)) },
+                None => not_found(resource, &name),
+            }),
+            (Stage::List, StoreResponse::Range(r)) => Some(self.list_response(resource, &op.request, r.kvs, r.header_revision)),
+            (Stage::CreateCheckNamespace, StoreResponse::Range(r)) => {
+                let ns = namespace.unwrap_or_default();
+                match r.kvs.first() {
+                    None => Some(not_found(&RESOURCES[0], &ns)),
+                    Some(kv) => {
+                        let namespace_object: Value = serde_json::from_slice(&kv.value).unwrap_or_default();
+                        if meta_str(&namespace_object, "deletionTimestamp").is_some() {
+                            return Some(failure(
+                                403,
+                                "Forbidden",
+                                format!("unable to create new content in namespace {ns} because it is being terminated"),
+                            ));
+                        }
+                        op.stage = Stage::CreateWrite;
+                        let object = op.prepared.clone().unwrap_or_default();
+                        let name = meta_str(&object, "name").unwrap_or("").to_string();
+                        let key = resource.key(op.request.namespace.as_deref(), &name).into_bytes();
+                        let request = txn_put_if(&key, CompareTarget::Version(0), body(&strip(&object)));
+                        self.store(out, now, op_id, request).err().map(|e| store_failure(&e))
+                    }
+                }
+            }
+            (Stage::CreateWrite, StoreResponse::Txn(t)) => {
+                let object = op.prepared.clone().unwrap_or_default();
+                let name = meta_str(&object, "name").unwrap_or("").to_string();
+                if t.succeeded {
+                    let mut object = object;
+                    metadata_mut(&mut object).insert("resourceVersion".into(), json!(t.header_revision.to_string()));
+                    Some(ApiResponse { code: 201, body: body(&object) })
+                } else {
+                    let message = format!("{} \"{name}\" already exists", qualified(resource.plural, resource.group));
+                    Some(ApiResponse {
+                        code: 409,
+                        body: status(409, "AlreadyExists", &message, json!({ "name": name, "group": resource.group, "kind": resource.plural })),
+                    })
+                }
+            }
+            (Stage::UpdateRead, StoreResponse::Range(r)) => {
+                let Some(kv) = r.kvs.first() else { return Some(not_found(resource, &name)) };
+                match self.prepare_update(resource, &op.request, kv) {
+                    Err(response) => Some(response),
+                    Ok(next) => {
+                        let expected = kv.mod_revision;
+                        let deleting = meta_str(&next, "deletionTimestamp").is_some() && finalizers(&next).is_empty();
+                        let request = if deleting {
+                            // The last finalizer of an object being deleted is gone: delete it.
+                            delete_if(&key, expected)
+                        } else {
+                            txn_put_if(&key, CompareTarget::ModRevision(expected), body(&strip(&next)))
+                        };
+                        op.stage = Stage::UpdateWrite { expected, replace_with: next };
+                        self.store(out, now, op_id, request).err().map(|e| store_failure(&e))
+                    }
+                }
+            }
+            (Stage::UpdateWrite { replace_with, .. }, StoreResponse::Txn(t)) => {
+                if t.succeeded {
+                    let mut object = replace_with.clone();
+                    metadata_mut(&mut object).insert("resourceVersion".into(), json!(t.header_revision.to_string()));
+                    return Some(ApiResponse { code: 200, body: body(&object) });
+                }
+                let client_version = body_resource_version(&op.request.body);
+                op.attempts += 1;
+                if client_version.is_some() || op.attempts >= self.config.update_attempts_max {
+                    return Some(conflict(resource, &name));
+                }
+                // An unconditional update lost a race: read again and retry.
+                op.stage = Stage::UpdateRead;
+                let request = StoreRequest::Range(RangeRequest { key, ..Default::default() });
+                self.store(out, now, op_id, request).err().map(|e| store_failure(&e))
+            }
+            (Stage::DeleteRead, StoreResponse::Range(r)) => {
+                let Some(kv) = r.kvs.first() else { return Some(not_found(resource, &name)) };
+                let mut object = present(resource, &kv.value, kv.mod_revision);
+                let graceful = !finalizers(&object).is_empty() || resource.kind == "Namespace";
+                if graceful {
+                    if meta_str(&object, "deletionTimestamp").is_some() {
+                        return Some(ApiResponse { code: 200, body: body(&object) });
+                    }
+                    let meta = metadata_mut(&mut object);
+                    meta.insert("deletionTimestamp".into(), json!(rfc3339(now.0)));
+                    meta.insert("deletionGracePeriodSeconds".into(), json!(0));
+                    if resource.kind == "Namespace" {
+                        object["status"]["phase"] = json!("Terminating");
+                    }
+                    let request = txn_put_if(&key, CompareTarget::ModRevision(kv.mod_revision), body(&strip(&object)));
+                    op.stage = Stage::DeleteWrite { old: object, mod_revision: kv.mod_revision, removing: false };
+                    self.store(out, now, op_id, request).err().map(|e| store_failure(&e))
+                } else {
+                    let request = delete_if(&key, kv.mod_revision);
+                    op.stage = Stage::DeleteWrite { old: object, mod_revision: kv.mod_revision, removing: true };
+                    self.store(out, now, op_id, request).err().map(|e| store_failure(&e))
+                }
+            }
+            (Stage::DeleteWrite { old, .. }, StoreResponse::Txn(t)) => {
+                if t.succeeded {
+                    let mut object = old.clone();
+                    metadata_mut(&mut object).insert("resourceVersion".into(), json!(t.header_revision.to_string()));
+                    return Some(ApiResponse { code: 200, body: body(&object) });
+                }
+                op.attempts += 1;
+                if op.attempts >= self.config.update_attempts_max {
+                    return Some(conflict(resource, &name));
+                }
+                op.stage = Stage::DeleteRead;
+                let request = StoreRequest::Range(RangeRequest { key, ..Default::default() });
+                self.store(out, now, op_id, request).err().map(|e| store_failure(&e))
+            }
+            (Stage::Bootstrap, _) => Some(ApiResponse { code: 200, body: Vec::new() }),
+            (_, other) => Some(failure(500, "InternalError", format!("unexpected store answer {other:?}"))),
+        }
+    }
+
+    fn prepare_update(&self, resource: &Resource, request: &ApiRequest, current: &KeyValue) -> Result<Value, ApiResponse> {
+        let name = request.name.clone().unwrap_or_default();
+        let mut incoming: Value = serde_json::from_slice(&request.body)
+            .map_err(|e| failure(400, "BadRequest", format!("the request body is not valid JSON: {e}")))?;
+        if !incoming.is_object() {
+            return Err(failure(400, "BadRequest", "the request body must be a JSON object".into()));
+        }
+        if let Some(version) = body_resource_version(&request.body) {
+            if version != current.mod_revision {
+                return Err(conflict(resource, &name));
+            }
+        }
+        if let Some(body_name) = meta_str(&incoming, "name") {
+            if body_name != name {
+                return Err(failure(400, "BadRequest", format!("the name of the object ({body_name}) does not match the name on the URL ({name})")));
+            }
+        }
+        let old = present(resource, &current.value, current.mod_revision);
+        let subresource = request.subresource.as_deref();
+        let mut next = match subresource {
+            // /status changes only the status.
+            Some("status") => {
+                let mut next = old.clone();
+                next["status"] = incoming.get("status").cloned().unwrap_or(Value::Null);
+                next
+            }
+            _ => {
+                if let Some(map) = incoming.as_object_mut() {
+                    map.insert("kind".into(), json!(resource.kind));
+                    map.insert("apiVersion".into(), json!(resource.api_version()));
+                }
+                // The main resource never changes status (when it has a subresource).
+                if resource.status {
+                    if let Some(status) = old.get("status") {
+                        incoming["status"] = status.clone();
+                    } else if let Some(map) = incoming.as_object_mut() {
+                        map.remove("status");
+                    }
+                }
+                defaults::apply_defaults(resource.kind, &mut incoming);
+                incoming
+            }
+        };
+        // Identity is the store's, not the client's.
+        {
+            let old_meta = super::object::metadata(&old).cloned().unwrap_or_default();
+            let meta = metadata_mut(&mut next);
+            for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace", "name"] {
+                match old_meta.get(field) {
+                    Some(v) => {
+                        meta.insert(field.into(), v.clone());
+                    }
+                    None => {
+                        meta.remove(field);
+                    }
+                }
+            }
+            let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(1);
+            meta.insert("generation".into(), json!(generation));
+            meta.remove("resourceVersion");
+        }
+        if subresource.is_none() && spec_part(&next) != spec_part(&old) {
+            let generation = super::object::metadata(&old).and_then(|m| m.get("generation")).and_then(Value::as_i64).unwrap_or(1);
+            metadata_mut(&mut next).insert("generation".into(), json!(generation + 1));
+        }
+        let mut causes = validation::validate(resource.kind, &next, request.namespace.as_deref());
+        causes.extend(validation::validate_update(resource.kind, &old, &next));
+        if !causes.is_empty() {
+            return Err(invalid(resource, &name, &causes));
+        }
+        Ok(next)
+    }
+
+    fn list_response(&self, resource: &Resource, request: &ApiRequest, kvs: Vec<KeyValue>, revision: i64) -> ApiResponse {
+        let options = &request.options;
+        let labels_selector = match parse_label_selector(&options.label_selector) {
+            Ok(s) => s,
+            Err(e) => return failure(400, "BadRequest", format!("unable to parse requirement: {e}")),
+        };
+        let fields_selector = match parse_field_selector(&options.field_selector) {
+            Ok(s) => s,
+            Err(e) => return failure(400, "BadRequest", e),
+        };
+        let read_revision = decode_continue(&options.continue_token).map(|(r, _)| r).filter(|r| *r > 0).unwrap_or(revision);
+        let mut items = Vec::new();
+        let mut last_key = None;
+        let mut more = false;
+        for kv in kvs {
+            let object = present(resource, &kv.value, kv.mod_revision);
+            if !labels_selector.matches(&labels(&object)) || !fields_selector.matches(&object) {
+                continue;
+            }
+            if options.limit > 0 && items.len() as i64 >= options.limit {
+                more = true;
+                break;
+            }
+            last_key = Some(kv.key.clone());
+            items.push(object);
+        }
+        let mut metadata = json!({ "resourceVersion": read_revision.to_string() });
+        if more {
+            if let Some(key) = last_key {
+                metadata["continue"] = json!(encode_continue(read_revision, &key));
+            }
+        }
+        let list = json!({
+            "kind": format!("{}List", resource.kind),
+            "apiVersion": resource.api_version(),
+            "metadata": metadata,
+            "items": items,
+        });
+        ApiResponse { code: 200, body: body(&list) }
+    }
+
+    // ----- watches ------------------------------------------------------------------
+
+    fn watch_start(&mut self, ctx: &mut Ctx<'_>, out: &mut Out, from: Address, resource: &'static Resource, request: ApiRequest) {
+        let options = request.options.clone();
+        let fail = |this: &mut Self, ctx: &mut Ctx<'_>, response: ApiResponse| {
+            this.reply(ctx, Some((from.clone(), options.watch_id)), response);
+        };
+        if self.watchers.len() >= self.config.watchers_max {
+            let message = format!("too many watches (limit {})", self.config.watchers_max);
+            return fail(self, ctx, failure(429, "TooManyRequests", message));
+        }
+        let labels_selector = match parse_label_selector(&options.label_selector) {
+            Ok(s) => s,
+            Err(e) => return fail(self, ctx, failure(400, "BadRequest", format!("unable to parse requirement: {e}"))),
+        };
+        let fields_selector = match parse_field_selector(&options.field_selector) {
+            Ok(s) => s,
+            Err(e) => return fail(self, ctx, failure(400, "BadRequest", e)),
+        };
+        let key = (from.clone(), options.watch_id);
+        self.watchers.insert(
+            key.clone(),
+            Watcher {
+                resource,
+                namespace: if resource.namespaced { request.namespace.clone() } else { None },
+                labels: labels_selector,
+                fields: fields_selector,
+                seq: 0,
+                acked: 0,
+                bookmarks: options.allow_watch_bookmarks,
+                last_sent: ctx.now(),
+                start: options.resource_version.clone(),
+            },
+        );
+        // The watch is established: say so, then events follow.
+        self.reply(ctx, Some((from, options.watch_id)), ApiResponse { code: 200, body: Vec::new() });
+        let cache = self.caches.entry(cache_key(resource)).or_insert_with(|| Cache {
+            store_watch: None,
+            ready: false,
+            loading: false,
+            revision: 0,
+            objects: BTreeMap::new(),
+            window: VecDeque::new(),
+            waiting: Vec::new(),
+        });
+        if cache.ready {
+            self.begin_watcher(ctx, &key);
+        } else {
+            cache.waiting.push(key);
+            if !cache.loading {
+                self.load_cache(ctx, out, resource);
+            }
+        }
+    }
+
+    /// Lists the resource and starts the store watch that keeps the cache current.
+    fn load_cache(&mut self, ctx: &mut Ctx<'_>, out: &mut Out, resource: &'static Resource) {
+        let now = ctx.now();
+        if let Some(cache) = self.caches.get_mut(cache_key(resource)) {
+            cache.loading = true;
+        }
+        let prefix = resource.prefix(None).into_bytes();
+        let request = StoreRequest::Range(RangeRequest { range_end: prefix_end(&prefix), key: prefix, ..Default::default() });
+        let op_id = self.new_op(
+            None,
+            ApiRequest {
+                verb: Verb::List,
+                group: resource.group.into(),
+                version: resource.version.into(),
+                resource: resource.plural.into(),
+                subresource: Some("watch-cache".into()),
+                namespace: None,
+                name: None,
+                body: Vec::new(),
+                options: ListOptions::default(),
+            },
+            resource,
+            Stage::List,
+            None,
+        );
+        if self.store(out, now, op_id, request).is_err() {
+            self.ops.remove(&op_id);
+            if let Some(cache) = self.caches.get_mut(cache_key(resource)) {
+                cache.loading = false;
+            }
+        }
+    }
+
+    fn cache_loaded(&mut self, ctx: &mut Ctx<'_>, out: &mut Out, resource: &'static Resource, kvs: Vec<KeyValue>, revision: i64) {
+        let now = ctx.now();
+        let prefix = resource.prefix(None).into_bytes();
+        let create = WatchCreate {
+            watch_id: 0,
+            range_end: prefix_end(&prefix),
+            key: prefix,
+            start_revision: revision + 1,
+            prev_kv: true,
+            progress_notify: true,
+        };
+        let store_watch = self.client.watch(out, now, create).ok();
+        let Some(cache) = self.caches.get_mut(cache_key(resource)) else { return };
+        cache.objects = kvs.into_iter().map(|kv| (kv.key, (serde_json::from_slice(&kv.value).unwrap_or_default(), kv.mod_revision))).collect();
+        cache.revision = revision;
+        cache.window.clear();
+        cache.store_watch = store_watch;
+        cache.ready = true;
+        cache.loading = false;
+        let waiting = std::mem::take(&mut cache.waiting);
+        for key in waiting {
+            self.begin_watcher(ctx, &key);
+        }
+    }
+
+    /// Sends a new watcher what it asked to start from: the current state as ADDED, or
+    /// the cached events after its resourceVersion, or 410 if those are gone.
+    fn begin_watcher(&mut self, ctx: &mut Ctx<'_>, key: &(Address, u64)) {
+        let Some(watcher) = self.watchers.get(key) else { return };
+        let resource = watcher.resource;
+        let start = watcher.start.clone();
+        let Some(cache) = self.caches.get(cache_key(resource)) else { return };
+        let mut events: Vec<(EventType, Value, i64)> = Vec::new();
+        match start.parse::<i64>() {
+            Ok(version) if version > 0 => {
+                let oldest_known = cache.window.front().map(|(r, _, _)| *r - 1).unwrap_or(cache.revision);
+                if version < oldest_known {
+                    let message = format!("too old resource version: {version} ({})", cache.revision);
+                    let object = serde_json::from_slice(&status(410, "Expired", &message, json!({}))).unwrap_or_default();
+                    self.emit(ctx, key, EventType::Error, object, cache_revision(&self.caches, resource));
+                    self.watchers.remove(key);
+                    return;
+                }
+                for (revision, kind, object) in &cache.window {
+                    if *revision > version {
+                        events.push((*kind, object.clone(), *revision));
+                    }
+                }
+            }
+            _ => {
+                for (object, revision) in cache.objects.values() {
+                    let mut object = object.clone();
+                    set_identity(resource, &mut object, *revision);
+                    events.push((EventType::Added, object, *revision));
+                }
+            }
+        }
+        for (kind, object, revision) in events {
+            if self.matches(key, &object) {
+                self.emit(ctx, key, kind, object, revision);
+            }
+        }
+    }
+
+    fn matches(&self, key: &(Address, u64), object: &Value) -> bool {
+        let Some(watcher) = self.watchers.get(key) else { return false };
+        if let Some(ns) = &watcher.namespace {
+            if meta_str(object, "namespace") != Some(ns.as_str()) {
+                return false;
+            }
+        }
+        watcher.labels.matches(&labels(object)) && watcher.fields.matches(object)
+    }
+
+    fn emit(&mut self, ctx: &mut Ctx<'_>, key: &(Address, u64), kind: EventType, object: Value, revision: i64) {
+        let now = ctx.now();
+        let limit = self.config.watcher_unacked_max as u64;
+        let Some(watcher) = self.watchers.get_mut(key) else { return };
+        if watcher.seq - watcher.acked >= limit && kind != EventType::Error {
+            // Too slow: close it rather than buffer without bound or stall the others.
+            let message = format!("watcher fell behind by {} events (limit {limit}); re-list and watch again", watcher.seq - watcher.acked);
+            let object: Value = serde_json::from_slice(&status(410, "Expired", &message, json!({}))).unwrap_or_default();
+            watcher.seq += 1;
+            let event = WatchEvent { kind: EventType::Error, object: body(&object), resource_version: revision };
+            ctx.send(key.0.clone(), Message::Api(ApiMessage::Event { watch_id: key.1, seq: watcher.seq, event }));
+            self.watchers.remove(key);
+            return;
+        }
+        watcher.seq += 1;
+        watcher.last_sent = now;
+        let event = WatchEvent { kind, object: body(&object), resource_version: revision };
+        ctx.send(key.0.clone(), Message::Api(ApiMessage::Event { watch_id: key.1, seq: watcher.seq, event }));
+    }
+
+    fn on_cache_events(&mut self, ctx: &mut Ctx<'_>, out: &mut Out, store_watch: u64, output: WatchOutput) {
+        let Some(cache_name) = self.caches.iter().find(|(_, c)| c.store_watch == Some(store_watch)).map(|(k, _)| *k) else { return };
+        let Some(resource) = RESOURCES.iter().find(|r| cache_key(r) == cache_name) else { return };
+        match output {
+            WatchOutput::Events(events) => {
+                let watcher_keys: Vec<(Address, u64)> = self.watchers.iter().filter(|(_, w)| w.resource.plural == resource.plural).map(|(k, _)| k.clone()).collect();
+                for event in events {
+                    let revision = event.kv.mod_revision;
+                    let (kind, object) = match event.kind {
+                        StoreEventType::Put => {
+                            let kind = if event.kv.create_revision == event.kv.mod_revision { EventType::Added } else { EventType::Modified };
+                            (kind, serde_json::from_slice::<Value>(&event.kv.value).unwrap_or_default())
+                        }
+                        StoreEventType::Delete => {
+                            let previous = event.prev_kv.as_ref().map(|p| p.value.clone()).unwrap_or_default();
+                            (EventType::Deleted, serde_json::from_slice::<Value>(&previous).unwrap_or_default())
+                        }
+                    };
+                    let mut object = object;
+                    set_identity(resource, &mut object, revision);
+                    if let Some(cache) = self.caches.get_mut(cache_name) {
+                        match kind {
+                            EventType::Deleted => {
+                                cache.objects.remove(&event.kv.key);
+                            }
+                            _ => {
+                                cache.objects.insert(event.kv.key.clone(), (object.clone(), revision));
+                            }
+                        }
+                        cache.revision = cache.revision.max(revision);
+                        cache.window.push_back((revision, kind, object.clone()));
+                        while cache.window.len() > self.config.watch_cache_events {
+                            cache.window.pop_front();
+                        }
+                    }
+                    for key in &watcher_keys {
+                        if self.matches(key, &object) {
+                            self.emit(ctx, key, kind, object.clone(), revision);
+                        }
+                    }
+                }
+            }
+            WatchOutput::Progress { revision } => {
+                if let Some(cache) = self.caches.get_mut(cache_name) {
+                    cache.revision = cache.revision.max(revision);
+                }
+            }
+            WatchOutput::Canceled { .. } => {
+                // The store compacted past the cache: every watcher re-lists.
+                let keys: Vec<(Address, u64)> = self.watchers.iter().filter(|(_, w)| w.resource.plural == resource.plural).map(|(k, _)| k.clone()).collect();
+                for key in keys {
+                    let object: Value = serde_json::from_slice(&status(410, "Expired", "the watch cache was reset; re-list and watch again", json!({}))).unwrap_or_default();
+                    self.emit(ctx, &key, EventType::Error, object, 0);
+                    self.watchers.remove(&key);
+                }
+                self.caches.remove(cache_name);
+                let _ = out;
+            }
+        }
+    }
+
+    fn bookmarks(&mut self, ctx: &mut Ctx<'_>) {
+        let now = ctx.now();
+        let every = Duration::from_millis(self.config.bookmark_ms);
+        let due: Vec<(Address, u64)> = self
+            .watchers
+            .iter()
+            .filter(|(_, w)| w.bookmarks && now.since(w.last_sent) >= every)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            let Some(watcher) = self.watchers.get(&key) else { continue };
+            let resource = watcher.resource;
+            let revision = cache_revision(&self.caches, resource);
+            let object = json!({ "kind": resource.kind, "apiVersion": resource.api_version(), "metadata": { "resourceVersion": revision.to_string() } });
+            self.emit(ctx, &key, EventType::Bookmark, object, revision);
+        }
+    }
+
+    fn bootstrap(&mut self, ctx: &mut Ctx<'_>, out: &mut Out) {
+        // Every replica may do this: "create if absent" makes it idempotent.
+        let now = ctx.now();
+        for name in SYSTEM_NAMESPACES {
+            let object = json!({
+                "kind": "Namespace", "apiVersion": "v1",
+                "metadata": { "name": name, "uid": uid(ctx), "creationTimestamp": rfc3339(now.0) },
+                "spec": { "finalizers": ["kubernetes"] },
+                "status": { "phase": "Active" },
+            });
+            let key = RESOURCES[0].key(None, name).into_bytes();
+            let op_id = self.new_op(
+                None,
+                ApiRequest {
+                    verb: Verb::Create,
+                    group: String::new(),
+                    version: "v1".into(),
+                    resource: "namespaces".into(),
+                    subresource: None,
+                    namespace: None,
+                    name: Some((*name).into()),
+                    body: Vec::new(),
+                    options: ListOptions::default(),
+                },
+                &RESOURCES[0],
+                Stage::Bootstrap,
+                None,
+            );
+            if self.store(out, now, op_id, txn_put_if(&key, CompareTarget::Version(0), body(&object))).is_err() {
+                self.ops.remove(&op_id);
+            }
+        }
+    }
+}
+
+fn cache_revision(caches: &BTreeMap<&'static str, Cache>, resource: &Resource) -> i64 {
+    caches.get(cache_key(resource)).map(|c| c.revision).unwrap_or(0)
+}
+
+fn set_identity(resource: &Resource, object: &mut Value, revision: i64) {
+    if let Some(map) = object.as_object_mut() {
+        map.insert("kind".into(), json!(resource.kind));
+        map.insert("apiVersion".into(), json!(resource.api_version()));
+    }
+    metadata_mut(object).insert("resourceVersion".into(), json!(revision.to_string()));
+}
+
+/// What is stored: no resourceVersion (it is the store's mod revision).
+fn strip(object: &Value) -> Value {
+    let mut copy = object.clone();
+    if let Some(meta) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    copy
+}
+
+fn delete_if(key: &[u8], mod_revision: i64) -> StoreRequest {
+    StoreRequest::Txn(TxnRequest {
+        compare: vec![Compare {
+            key: key.to_vec(),
+            range_end: Vec::new(),
+            result: CompareResult::Equal,
+            target: CompareTarget::ModRevision(mod_revision),
+        }],
+        success: vec![RequestOp::DeleteRange(DeleteRangeRequest { key: key.to_vec(), range_end: Vec::new(), prev_kv: false })],
+        failure: Vec::new(),
+    })
+}
+
+fn body_resource_version(request_body: &[u8]) -> Option<i64> {
+    let object: Value = serde_json::from_slice(request_body).ok()?;
+    meta_str(&object, "resourceVersion").filter(|v| !v.is_empty())?.parse().ok()
+}
+
+fn conflict(resource: &Resource, name: &str) -> ApiResponse {
+    let message = format!(
+        "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+        qualified(resource.plural, resource.group)
+    );
+    ApiResponse {
+        code: 409,
+        body: status(409, "Conflict", &message, json!({ "name": name, "group": resource.group, "kind": resource.plural })),
+    }
+}
+
+fn invalid(resource: &Resource, name: &str, causes: &[validation::Cause]) -> ApiResponse {
+    let message = validation::invalid_message(resource.kind, name, causes);
+    let details = json!({ "name": name, "group": resource.group, "kind": resource.kind, "causes": causes });
+    ApiResponse { code: 422, body: status(422, "Invalid", &message, details) }
+}
+
+fn encode_continue(revision: i64, key: &[u8]) -> String {
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{revision}.{hex}")
+}
+
+fn decode_continue(token: &str) -> Option<(i64, Vec<u8>)> {
+    let (revision, hex) = token.split_once('.')?;
+    let revision = revision.parse().ok()?;
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    let key = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok()).collect::<Option<Vec<u8>>>()?;
+    Some((revision, key))
+}
+
+impl Actor for ApiServer {
+    type Message = Message;
+    type Timer = ApiTimer;
+
+    fn handle(&mut self, input: Input<Message, ApiTimer>, ctx: &mut Ctx<'_>) {
+        let now = ctx.now();
+        let mut out = Vec::new();
+        match input {
+            Input::Start(_) => {
+                let session = ctx.rng().gen::<u64>() | 1;
+                if let Ok(client) = StoreClient::new(self.config.store_endpoints.clone(), Self::client_config(&self.config), session) {
+                    self.client = client;
+                }
+                ctx.set_timer(ApiTimer::Tick, Duration::from_millis(100));
+                self.bootstrap(ctx, &mut out);
+            }
+            Input::Timer(ApiTimer::Tick) => {
+                ctx.set_timer(ApiTimer::Tick, Duration::from_millis(100));
+                let (completions, outputs) = self.client.on_tick(&mut out, now);
+                for done in completions {
+                    self.completion(ctx, &mut out, done);
+                }
+                for (watch, output) in outputs.into_iter().chain(self.client.take_compacted_watches()) {
+                    self.on_cache_events(ctx, &mut out, watch, output);
+                }
+                self.bookmarks(ctx);
+            }
+            Input::Message { from, msg } => match msg {
+                Message::Api(ApiMessage::Request { id, request }) => self.on_request(ctx, &mut out, from, id, request),
+                Message::Api(ApiMessage::EventAck { watch_id, seq }) => {
+                    if let Some(w) = self.watchers.get_mut(&(from, watch_id)) {
+                        w.acked = w.acked.max(seq.min(w.seq));
+                    }
+                }
+                Message::Api(ApiMessage::StopWatch { watch_id }) => {
+                    self.watchers.remove(&(from, watch_id));
+                }
+                Message::Store(StoreMessage::Response { id, result, leader }) => {
+                    if let Some(done) = self.client.on_response(&mut out, now, &from, id, result, leader) {
+                        self.completion(ctx, &mut out, done);
+                    }
+                }
+                Message::Store(StoreMessage::Watch(events)) => {
+                    for (watch, output) in self.client.on_watch(&mut out, now, &from, events) {
+                        self.on_cache_events(ctx, &mut out, watch, output);
+                    }
+                }
+                _ => {}
+            },
+        }
+        for (to, msg) in out {
+            ctx.send(to, msg);
+        }
+    }
+
+    fn status(&self) -> serde_json::Value {
+        json!({
+            "served": self.served,
+            "inflight": self.ops.len(),
+            "watchers": self.watchers.len(),
+            "caches": self.caches.keys().collect::<Vec<_>>(),
+        })
+    }
+}
+
+impl ApiServer {
+    fn completion(&mut self, ctx: &mut Ctx<'_>, out: &mut Out, done: Completion) {
+        // Watch-cache loads are operations without a client.
+        if let Some(op) = self.ops.get(&done.tag) {
+            if op.request.subresource.as_deref() == Some("watch-cache") {
+                let resource = op.resource;
+                self.ops.remove(&done.tag);
+                match done.result {
+                    Ok(StoreResponse::Range(r)) => self.cache_loaded(ctx, out, resource, r.kvs, r.header_revision),
+                    _ => {
+                        if let Some(cache) = self.caches.get_mut(cache_key(resource)) {
+                            cache.loading = false;
+                        }
+                        // Try again on the next watch request or tick.
+                        self.load_cache(ctx, out, resource);
+                    }
+                }
+                return;
+            }
+        }
+        self.on_store_completion(ctx, out, done);
+    }
+}
