@@ -28,6 +28,8 @@ pub enum Message {
 pub enum Report {
     Store(StoreReport),
     Workload(crate::store::workload::WorkloadReport),
+    /// What an API workload client saw (for the api-replicas checkers).
+    Api(crate::apiserver::workload::ApiReport),
     /// A line for the user (a command-line actor's output); the real host prints it.
     Output {
         line: String,

@@ -51,6 +51,20 @@ impl ActorFactory<Message> for Registry {
                         .map_err(|e| format!("bad store bench configuration: {e}"))?;
                 Ok(Box::new(crate::store::bench::Bench::new(config)?))
             }
+            crate::apiserver::KIND => {
+                let config: crate::apiserver::ApiServerConfig =
+                    serde_json::from_str(&spec.config_json)
+                        .map_err(|e| format!("bad API server configuration: {e}"))?;
+                Ok(Box::new(crate::apiserver::ApiServer::new(config)?))
+            }
+            crate::apiserver::workload::KIND => {
+                let config: crate::apiserver::workload::ApiWorkloadConfig =
+                    serde_json::from_str(&spec.config_json)
+                        .map_err(|e| format!("bad API workload configuration: {e}"))?;
+                Ok(Box::new(crate::apiserver::workload::ApiWorkload::new(
+                    config,
+                )?))
+            }
             other => Err(format!("unknown component kind {other:?}")),
         }
     }

@@ -17,8 +17,12 @@
 //! behind, so it never slows the others; a resourceVersion older than the cache's
 //! window is answered with 410 Expired too, and the client re-lists.
 
-use super::messages::{ApiMessage, ApiRequest, ApiResponse, EventType, ListOptions, Verb, WatchEvent};
-use super::object::{finalizers, labels, meta_str, metadata_mut, qualified, rfc3339, spec_part, status};
+use super::messages::{
+    ApiMessage, ApiRequest, ApiResponse, EventType, ListOptions, Verb, WatchEvent,
+};
+use super::object::{
+    finalizers, labels, meta_str, metadata_mut, qualified, rfc3339, spec_part, status,
+};
 use super::resources::{Resource, RESOURCES};
 use super::selectors::{parse_field_selector, parse_label_selector, FieldSelector, LabelSelector};
 use super::{defaults, validation};
@@ -26,8 +30,9 @@ use crate::message::Message;
 use crate::store::client::{ClientConfig, Completion, StoreClient, WatchOutput};
 use crate::store::messages::{StoreMessage, StoreRequest, StoreResponse, WatchCreate};
 use crate::store::types::{
-    prefix_end, Compare, CompareResult, CompareTarget, DeleteRangeRequest, EventType as StoreEventType, KeyValue,
-    PutRequest, RangeRequest, RequestOp, StoreError, TxnRequest,
+    prefix_end, Compare, CompareResult, CompareTarget, DeleteRangeRequest,
+    EventType as StoreEventType, KeyValue, PutRequest, RangeRequest, RequestOp, StoreError,
+    TxnRequest,
 };
 use keel_engine::{Actor, Address, Context, Input, Time};
 use rand::Rng;
@@ -39,7 +44,8 @@ use std::time::Duration;
 pub const KIND: &str = "apiserver";
 
 /// Namespaces that exist from the start.
-pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ApiServerConfig {
@@ -100,7 +106,11 @@ impl ApiServerConfig {
         if self.store_endpoints.is_empty() {
             return Err("the API server needs at least one store endpoint".into());
         }
-        if self.watch_cache_events == 0 || self.watchers_max == 0 || self.watcher_unacked_max == 0 || self.requests_max == 0 {
+        if self.watch_cache_events == 0
+            || self.watchers_max == 0
+            || self.watcher_unacked_max == 0
+            || self.requests_max == 0
+        {
             return Err("API server limits must be at least 1".into());
         }
         Ok(())
@@ -120,9 +130,9 @@ enum Stage {
     CreateCheckNamespace,
     CreateWrite,
     UpdateRead,
-    UpdateWrite { expected: i64, replace_with: Value },
+    UpdateWrite { replace_with: Value },
     DeleteRead,
-    DeleteWrite { old: Value, mod_revision: i64, removing: bool },
+    DeleteWrite { old: Value },
     Bootstrap,
 }
 
@@ -179,10 +189,18 @@ fn cache_key(resource: &Resource) -> &'static str {
 }
 
 fn not_found(resource: &Resource, name: &str) -> ApiResponse {
-    let message = format!("{} \"{name}\" not found", qualified(resource.plural, resource.group));
+    let message = format!(
+        "{} \"{name}\" not found",
+        qualified(resource.plural, resource.group)
+    );
     ApiResponse {
         code: 404,
-        body: status(404, "NotFound", &message, json!({ "name": name, "group": resource.group, "kind": resource.plural })),
+        body: status(
+            404,
+            "NotFound",
+            &message,
+            json!({ "name": name, "group": resource.group, "kind": resource.plural }),
+        ),
     }
 }
 
@@ -195,12 +213,25 @@ fn failure(code: u16, reason: &str, message: String) -> ApiResponse {
 
 fn store_failure(error: &StoreError) -> ApiResponse {
     match error {
-        StoreError::Compacted { .. } => failure(410, "Expired", format!("too old resource version: {error}")),
-        StoreError::NoQuorum { .. } | StoreError::Timeout | StoreError::NotLeader { .. } | StoreError::Stopped(_) => {
-            failure(503, "ServiceUnavailable", format!("the store is unavailable: {error}"))
+        StoreError::Compacted { .. } => {
+            failure(410, "Expired", format!("too old resource version: {error}"))
         }
-        StoreError::Ambiguous(_) => failure(504, "Timeout", format!("the store did not confirm the write: {error}")),
-        StoreError::RequestTooLarge { .. } | StoreError::KeyTooLarge { .. } | StoreError::ValueTooLarge { .. } => {
+        StoreError::NoQuorum { .. }
+        | StoreError::Timeout
+        | StoreError::NotLeader { .. }
+        | StoreError::Stopped(_) => failure(
+            503,
+            "ServiceUnavailable",
+            format!("the store is unavailable: {error}"),
+        ),
+        StoreError::Ambiguous(_) => failure(
+            504,
+            "Timeout",
+            format!("the store did not confirm the write: {error}"),
+        ),
+        StoreError::RequestTooLarge { .. }
+        | StoreError::KeyTooLarge { .. }
+        | StoreError::ValueTooLarge { .. } => {
             failure(413, "RequestEntityTooLarge", error.to_string())
         }
         other => failure(500, "InternalError", other.to_string()),
@@ -255,7 +286,11 @@ fn txn_put_if(key: &[u8], target: CompareTarget, value: Vec<u8>) -> StoreRequest
 impl ApiServer {
     pub fn new(config: ApiServerConfig) -> Result<Self, String> {
         config.validate()?;
-        let client = StoreClient::new(config.store_endpoints.clone(), Self::client_config(&config), 0)?;
+        let client = StoreClient::new(
+            config.store_endpoints.clone(),
+            Self::client_config(&config),
+            0,
+        )?;
         Ok(ApiServer {
             config,
             client,
@@ -281,36 +316,73 @@ impl ApiServer {
         }
     }
 
-    fn store(&mut self, out: &mut Out, now: Time, op_id: u64, request: StoreRequest) -> Result<(), StoreError> {
+    fn store(
+        &mut self,
+        out: &mut Out,
+        now: Time,
+        op_id: u64,
+        request: StoreRequest,
+    ) -> Result<(), StoreError> {
         self.client.send(out, now, request, op_id).map(|_| ())
     }
 
     // ----- starting an operation ----------------------------------------------------
 
-    fn on_request(&mut self, ctx: &mut Ctx<'_>, out: &mut Out, from: Address, id: u64, request: ApiRequest) {
+    fn on_request(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        out: &mut Out,
+        from: Address,
+        id: u64,
+        request: ApiRequest,
+    ) {
         let client = Some((from.clone(), id));
         let Some(resource) = Resource::find(&request.group, &request.resource) else {
-            let message = format!("the server could not find the requested resource ({})", request.resource);
+            let message = format!(
+                "the server could not find the requested resource ({})",
+                request.resource
+            );
             return self.reply(ctx, client, failure(404, "NotFound", message));
         };
         if resource.version != request.version {
-            let message = format!("the server could not find the requested resource ({} {})", request.resource, request.version);
+            let message = format!(
+                "the server could not find the requested resource ({} {})",
+                request.resource, request.version
+            );
             return self.reply(ctx, client, failure(404, "NotFound", message));
         }
-        if resource.namespaced && request.namespace.is_none() && matches!(request.verb, Verb::Create) {
-            return self.reply(ctx, client, failure(400, "BadRequest", "a namespace is required".into()));
+        if resource.namespaced
+            && request.namespace.is_none()
+            && matches!(request.verb, Verb::Create)
+        {
+            return self.reply(
+                ctx,
+                client,
+                failure(400, "BadRequest", "a namespace is required".into()),
+            );
         }
         if request.verb == Verb::Watch {
             return self.watch_start(ctx, out, from, resource, request);
         }
         if self.ops.len() >= self.config.requests_max {
-            let message = format!("too many requests in flight (limit {})", self.config.requests_max);
+            let message = format!(
+                "too many requests in flight (limit {})",
+                self.config.requests_max
+            );
             return self.reply(ctx, client, failure(429, "TooManyRequests", message));
         }
         let name = request.name.clone().unwrap_or_default();
-        let key = resource.key(request.namespace.as_deref(), &name).into_bytes();
+        let key = resource
+            .key(request.namespace.as_deref(), &name)
+            .into_bytes();
         let (stage, store_request) = match request.verb {
-            Verb::Get => (Stage::Get, StoreRequest::Range(RangeRequest { key, ..Default::default() })),
+            Verb::Get => (
+                Stage::Get,
+                StoreRequest::Range(RangeRequest {
+                    key,
+                    ..Default::default()
+                }),
+            ),
             Verb::List => match self.list_request(resource, &request) {
                 Ok(range) => (Stage::List, StoreRequest::Range(range)),
                 Err(response) => return self.reply(ctx, client, response),
@@ -320,11 +392,29 @@ impl ApiServer {
                     Ok(p) => p,
                     Err(response) => return self.reply(ctx, client, response),
                 };
-                let op_id = self.new_op(client, request.clone(), resource, Stage::CreateCheckNamespace, Some(prepared));
+                let op_id = self.new_op(
+                    client,
+                    request.clone(),
+                    resource,
+                    Stage::CreateCheckNamespace,
+                    Some(prepared),
+                );
                 return self.create_step(ctx, out, op_id);
             }
-            Verb::Update => (Stage::UpdateRead, StoreRequest::Range(RangeRequest { key, ..Default::default() })),
-            Verb::Delete => (Stage::DeleteRead, StoreRequest::Range(RangeRequest { key, ..Default::default() })),
+            Verb::Update => (
+                Stage::UpdateRead,
+                StoreRequest::Range(RangeRequest {
+                    key,
+                    ..Default::default()
+                }),
+            ),
+            Verb::Delete => (
+                Stage::DeleteRead,
+                StoreRequest::Range(RangeRequest {
+                    key,
+                    ..Default::default()
+                }),
+            ),
             Verb::Watch => unreachable!("watches are handled above"),
         };
         let op_id = self.new_op(client, request, resource, stage, None);
@@ -358,7 +448,11 @@ impl ApiServer {
         self.next_op
     }
 
-    fn list_request(&self, resource: &Resource, request: &ApiRequest) -> Result<RangeRequest, ApiResponse> {
+    fn list_request(
+        &self,
+        resource: &Resource,
+        request: &ApiRequest,
+    ) -> Result<RangeRequest, ApiResponse> {
         let prefix = resource.prefix(request.namespace.as_deref()).into_bytes();
         let mut range = RangeRequest {
             range_end: prefix_end(&prefix),
@@ -367,8 +461,9 @@ impl ApiServer {
         };
         let options = &request.options;
         if !options.continue_token.is_empty() {
-            let (revision, after) = decode_continue(&options.continue_token)
-                .ok_or_else(|| failure(400, "BadRequest", "the continue token is not valid".into()))?;
+            let (revision, after) = decode_continue(&options.continue_token).ok_or_else(|| {
+                failure(400, "BadRequest", "the continue token is not valid".into())
+            })?;
             range.revision = revision;
             let mut start = after;
             start.push(0);
@@ -384,15 +479,36 @@ impl ApiServer {
     }
 
     /// Builds the object to create: defaults, identity, validation. `Err` is the answer.
-    fn prepare_create(&mut self, ctx: &mut Ctx<'_>, resource: &Resource, request: &ApiRequest) -> Result<Value, ApiResponse> {
-        let mut object: Value = serde_json::from_slice(&request.body)
-            .map_err(|e| failure(400, "BadRequest", format!("the request body is not valid JSON: {e}")))?;
+    fn prepare_create(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        resource: &Resource,
+        request: &ApiRequest,
+    ) -> Result<Value, ApiResponse> {
+        let mut object: Value = serde_json::from_slice(&request.body).map_err(|e| {
+            failure(
+                400,
+                "BadRequest",
+                format!("the request body is not valid JSON: {e}"),
+            )
+        })?;
         if !object.is_object() {
-            return Err(failure(400, "BadRequest", "the request body must be a JSON object".into()));
+            return Err(failure(
+                400,
+                "BadRequest",
+                "the request body must be a JSON object".into(),
+            ));
         }
         if let Some(kind) = object.get("kind").and_then(Value::as_str) {
             if kind != resource.kind {
-                return Err(failure(400, "BadRequest", format!("the object kind {kind} does not match the resource {}", resource.plural)));
+                return Err(failure(
+                    400,
+                    "BadRequest",
+                    format!(
+                        "the object kind {kind} does not match the resource {}",
+                        resource.plural
+                    ),
+                ));
             }
         }
         let now = ctx.now();
@@ -405,9 +521,16 @@ impl ApiServer {
             .collect();
         {
             let meta = metadata_mut(&mut object);
-            let has_name = meta.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+            let has_name = meta
+                .get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| !n.is_empty());
             if !has_name {
-                if let Some(generate) = meta.get("generateName").and_then(Value::as_str).map(str::to_string) {
+                if let Some(generate) = meta
+                    .get("generateName")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                {
                     meta.insert("name".into(), json!(format!("{generate}{suffix}")));
                 }
             }
@@ -443,11 +566,16 @@ impl ApiServer {
         if resource.kind == "Job" {
             defaults::default_job_selector(&mut object, &uid);
         }
-        if resource.kind == "Pod" && object["spec"].get("serviceAccountName").is_none() && object["spec"].is_object() {
+        if resource.kind == "Pod"
+            && object["spec"].get("serviceAccountName").is_none()
+            && object["spec"].is_object()
+        {
             // Service account admission: the namespace's default account.
             object["spec"]["serviceAccountName"] = json!("default");
         }
         if resource.kind == "Namespace" {
+            // Create-only: the namespace controller removes it while deleting.
+            defaults::default_namespace_finalizers(&mut object);
             object["status"] = json!({ "phase": "Active" });
         }
         let causes = validation::validate(resource.kind, &object, request.namespace.as_deref());
@@ -460,7 +588,9 @@ impl ApiServer {
 
     fn create_step(&mut self, ctx: &mut Ctx<'_>, out: &mut Out, op_id: u64) {
         let now = ctx.now();
-        let Some(op) = self.ops.get(&op_id) else { return };
+        let Some(op) = self.ops.get(&op_id) else {
+            return;
+        };
         let request = match &op.stage {
             Stage::CreateCheckNamespace if op.resource.namespaced => {
                 let ns = op.request.namespace.clone().unwrap_or_default();
@@ -472,7 +602,10 @@ impl ApiServer {
             _ => {
                 let object = op.prepared.clone().unwrap_or_default();
                 let name = meta_str(&object, "name").unwrap_or("").to_string();
-                let key = op.resource.key(op.request.namespace.as_deref(), &name).into_bytes();
+                let key = op
+                    .resource
+                    .key(op.request.namespace.as_deref(), &name)
+                    .into_bytes();
                 if let Some(op) = self.ops.get_mut(&op_id) {
                     op.stage = Stage::CreateWrite;
                 }
@@ -489,7 +622,9 @@ impl ApiServer {
 
     fn on_store_completion(&mut self, ctx: &mut Ctx<'_>, out: &mut Out, done: Completion) {
         let op_id = done.tag;
-        let Some(mut op) = self.ops.remove(&op_id) else { return };
+        let Some(mut op) = self.ops.remove(&op_id) else {
+            return;
+        };
         let response = match done.result {
             Err(error) => Some(store_failure(&error)),
             Ok(result) => self.advance(ctx, out, op_id, &mut op, result),
@@ -509,7 +644,14 @@ impl ApiServer {
     }
 
     /// Moves an operation on; `Some` is the final answer.
-    fn advance(&mut self, ctx: &mut Ctx<'_>, out: &mut Out, op_id: u64, op: &mut Op, result: StoreResponse) -> Option<ApiResponse> {
+    fn advance(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        out: &mut Out,
+        op_id: u64,
+        op: &mut Op,
+        result: StoreResponse,
+    ) -> Option<ApiResponse> {
         let resource = op.resource;
         let name = op.request.name.clone().unwrap_or_default();
         let namespace = op.request.namespace.clone();
@@ -517,16 +659,22 @@ impl ApiServer {
         let now = ctx.now();
         match (&op.stage, result) {
             (Stage::Get, StoreResponse::Range(r)) => Some(match r.kvs.first() {
-                Some(kv) => ApiResponse { code: 200, body: body(&present(resource, &kv.value, kv.mod_revision)) },
+                Some(kv) => ApiResponse {
+                    code: 200,
+                    body: body(&present(resource, &kv.value, kv.mod_revision)),
+                },
                 None => not_found(resource, &name),
             }),
-            (Stage::List, StoreResponse::Range(r)) => Some(self.list_response(resource, &op.request, r.kvs, r.header_revision)),
+            (Stage::List, StoreResponse::Range(r)) => {
+                Some(self.list_response(resource, &op.request, r.kvs, r.header_revision))
+            }
             (Stage::CreateCheckNamespace, StoreResponse::Range(r)) => {
                 let ns = namespace.unwrap_or_default();
                 match r.kvs.first() {
                     None => Some(not_found(&RESOURCES[0], &ns)),
                     Some(kv) => {
-                        let namespace_object: Value = serde_json::from_slice(&kv.value).unwrap_or_default();
+                        let namespace_object: Value =
+                            serde_json::from_slice(&kv.value).unwrap_or_default();
                         if meta_str(&namespace_object, "deletionTimestamp").is_some() {
                             return Some(failure(
                                 403,
@@ -537,9 +685,14 @@ impl ApiServer {
                         op.stage = Stage::CreateWrite;
                         let object = op.prepared.clone().unwrap_or_default();
                         let name = meta_str(&object, "name").unwrap_or("").to_string();
-                        let key = resource.key(op.request.namespace.as_deref(), &name).into_bytes();
-                        let request = txn_put_if(&key, CompareTarget::Version(0), body(&strip(&object)));
-                        self.store(out, now, op_id, request).err().map(|e| store_failure(&e))
+                        let key = resource
+                            .key(op.request.namespace.as_deref(), &name)
+                            .into_bytes();
+                        let request =
+                            txn_put_if(&key, CompareTarget::Version(0), body(&strip(&object)));
+                        self.store(out, now, op_id, request)
+                            .err()
+                            .map(|e| store_failure(&e))
                     }
                 }
             }
@@ -548,39 +701,68 @@ impl ApiServer {
                 let name = meta_str(&object, "name").unwrap_or("").to_string();
                 if t.succeeded {
                     let mut object = object;
-                    metadata_mut(&mut object).insert("resourceVersion".into(), json!(t.header_revision.to_string()));
-                    Some(ApiResponse { code: 201, body: body(&object) })
+                    metadata_mut(&mut object).insert(
+                        "resourceVersion".into(),
+                        json!(t.header_revision.to_string()),
+                    );
+                    Some(ApiResponse {
+                        code: 201,
+                        body: body(&object),
+                    })
                 } else {
-                    let message = format!("{} \"{name}\" already exists", qualified(resource.plural, resource.group));
+                    let message = format!(
+                        "{} \"{name}\" already exists",
+                        qualified(resource.plural, resource.group)
+                    );
                     Some(ApiResponse {
                         code: 409,
-                        body: status(409, "AlreadyExists", &message, json!({ "name": name, "group": resource.group, "kind": resource.plural })),
+                        body: status(
+                            409,
+                            "AlreadyExists",
+                            &message,
+                            json!({ "name": name, "group": resource.group, "kind": resource.plural }),
+                        ),
                     })
                 }
             }
             (Stage::UpdateRead, StoreResponse::Range(r)) => {
-                let Some(kv) = r.kvs.first() else { return Some(not_found(resource, &name)) };
+                let Some(kv) = r.kvs.first() else {
+                    return Some(not_found(resource, &name));
+                };
                 match self.prepare_update(resource, &op.request, kv) {
                     Err(response) => Some(response),
                     Ok(next) => {
                         let expected = kv.mod_revision;
-                        let deleting = meta_str(&next, "deletionTimestamp").is_some() && finalizers(&next).is_empty();
+                        let deleting = meta_str(&next, "deletionTimestamp").is_some()
+                            && finalizers(&next).is_empty();
                         let request = if deleting {
                             // The last finalizer of an object being deleted is gone: delete it.
                             delete_if(&key, expected)
                         } else {
-                            txn_put_if(&key, CompareTarget::ModRevision(expected), body(&strip(&next)))
+                            txn_put_if(
+                                &key,
+                                CompareTarget::ModRevision(expected),
+                                body(&strip(&next)),
+                            )
                         };
-                        op.stage = Stage::UpdateWrite { expected, replace_with: next };
-                        self.store(out, now, op_id, request).err().map(|e| store_failure(&e))
+                        op.stage = Stage::UpdateWrite { replace_with: next };
+                        self.store(out, now, op_id, request)
+                            .err()
+                            .map(|e| store_failure(&e))
                     }
                 }
             }
             (Stage::UpdateWrite { replace_with, .. }, StoreResponse::Txn(t)) => {
                 if t.succeeded {
                     let mut object = replace_with.clone();
-                    metadata_mut(&mut object).insert("resourceVersion".into(), json!(t.header_revision.to_string()));
-                    return Some(ApiResponse { code: 200, body: body(&object) });
+                    metadata_mut(&mut object).insert(
+                        "resourceVersion".into(),
+                        json!(t.header_revision.to_string()),
+                    );
+                    return Some(ApiResponse {
+                        code: 200,
+                        body: body(&object),
+                    });
                 }
                 let client_version = body_resource_version(&op.request.body);
                 op.attempts += 1;
@@ -589,16 +771,26 @@ impl ApiServer {
                 }
                 // An unconditional update lost a race: read again and retry.
                 op.stage = Stage::UpdateRead;
-                let request = StoreRequest::Range(RangeRequest { key, ..Default::default() });
-                self.store(out, now, op_id, request).err().map(|e| store_failure(&e))
+                let request = StoreRequest::Range(RangeRequest {
+                    key,
+                    ..Default::default()
+                });
+                self.store(out, now, op_id, request)
+                    .err()
+                    .map(|e| store_failure(&e))
             }
             (Stage::DeleteRead, StoreResponse::Range(r)) => {
-                let Some(kv) = r.kvs.first() else { return Some(not_found(resource, &name)) };
+                let Some(kv) = r.kvs.first() else {
+                    return Some(not_found(resource, &name));
+                };
                 let mut object = present(resource, &kv.value, kv.mod_revision);
                 let graceful = !finalizers(&object).is_empty() || resource.kind == "Namespace";
                 if graceful {
                     if meta_str(&object, "deletionTimestamp").is_some() {
-                        return Some(ApiResponse { code: 200, body: body(&object) });
+                        return Some(ApiResponse {
+                            code: 200,
+                            body: body(&object),
+                        });
                     }
                     let meta = metadata_mut(&mut object);
                     meta.insert("deletionTimestamp".into(), json!(rfc3339(now.0)));
@@ -606,40 +798,80 @@ impl ApiServer {
                     if resource.kind == "Namespace" {
                         object["status"]["phase"] = json!("Terminating");
                     }
-                    let request = txn_put_if(&key, CompareTarget::ModRevision(kv.mod_revision), body(&strip(&object)));
-                    op.stage = Stage::DeleteWrite { old: object, mod_revision: kv.mod_revision, removing: false };
-                    self.store(out, now, op_id, request).err().map(|e| store_failure(&e))
+                    let request = txn_put_if(
+                        &key,
+                        CompareTarget::ModRevision(kv.mod_revision),
+                        body(&strip(&object)),
+                    );
+                    op.stage = Stage::DeleteWrite { old: object };
+                    self.store(out, now, op_id, request)
+                        .err()
+                        .map(|e| store_failure(&e))
                 } else {
                     let request = delete_if(&key, kv.mod_revision);
-                    op.stage = Stage::DeleteWrite { old: object, mod_revision: kv.mod_revision, removing: true };
-                    self.store(out, now, op_id, request).err().map(|e| store_failure(&e))
+                    op.stage = Stage::DeleteWrite { old: object };
+                    self.store(out, now, op_id, request)
+                        .err()
+                        .map(|e| store_failure(&e))
                 }
             }
             (Stage::DeleteWrite { old, .. }, StoreResponse::Txn(t)) => {
                 if t.succeeded {
                     let mut object = old.clone();
-                    metadata_mut(&mut object).insert("resourceVersion".into(), json!(t.header_revision.to_string()));
-                    return Some(ApiResponse { code: 200, body: body(&object) });
+                    metadata_mut(&mut object).insert(
+                        "resourceVersion".into(),
+                        json!(t.header_revision.to_string()),
+                    );
+                    return Some(ApiResponse {
+                        code: 200,
+                        body: body(&object),
+                    });
                 }
                 op.attempts += 1;
                 if op.attempts >= self.config.update_attempts_max {
                     return Some(conflict(resource, &name));
                 }
                 op.stage = Stage::DeleteRead;
-                let request = StoreRequest::Range(RangeRequest { key, ..Default::default() });
-                self.store(out, now, op_id, request).err().map(|e| store_failure(&e))
+                let request = StoreRequest::Range(RangeRequest {
+                    key,
+                    ..Default::default()
+                });
+                self.store(out, now, op_id, request)
+                    .err()
+                    .map(|e| store_failure(&e))
             }
-            (Stage::Bootstrap, _) => Some(ApiResponse { code: 200, body: Vec::new() }),
-            (_, other) => Some(failure(500, "InternalError", format!("unexpected store answer {other:?}"))),
+            (Stage::Bootstrap, _) => Some(ApiResponse {
+                code: 200,
+                body: Vec::new(),
+            }),
+            (_, other) => Some(failure(
+                500,
+                "InternalError",
+                format!("unexpected store answer {other:?}"),
+            )),
         }
     }
 
-    fn prepare_update(&self, resource: &Resource, request: &ApiRequest, current: &KeyValue) -> Result<Value, ApiResponse> {
+    fn prepare_update(
+        &self,
+        resource: &Resource,
+        request: &ApiRequest,
+        current: &KeyValue,
+    ) -> Result<Value, ApiResponse> {
         let name = request.name.clone().unwrap_or_default();
-        let mut incoming: Value = serde_json::from_slice(&request.body)
-            .map_err(|e| failure(400, "BadRequest", format!("the request body is not valid JSON: {e}")))?;
+        let mut incoming: Value = serde_json::from_slice(&request.body).map_err(|e| {
+            failure(
+                400,
+                "BadRequest",
+                format!("the request body is not valid JSON: {e}"),
+            )
+        })?;
         if !incoming.is_object() {
-            return Err(failure(400, "BadRequest", "the request body must be a JSON object".into()));
+            return Err(failure(
+                400,
+                "BadRequest",
+                "the request body must be a JSON object".into(),
+            ));
         }
         if let Some(version) = body_resource_version(&request.body) {
             if version != current.mod_revision {
@@ -681,7 +913,14 @@ impl ApiServer {
         {
             let old_meta = super::object::metadata(&old).cloned().unwrap_or_default();
             let meta = metadata_mut(&mut next);
-            for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace", "name"] {
+            for field in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "namespace",
+                "name",
+            ] {
                 match old_meta.get(field) {
                     Some(v) => {
                         meta.insert(field.into(), v.clone());
@@ -691,12 +930,18 @@ impl ApiServer {
                     }
                 }
             }
-            let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(1);
+            let generation = old_meta
+                .get("generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
             meta.insert("generation".into(), json!(generation));
             meta.remove("resourceVersion");
         }
         if subresource.is_none() && spec_part(&next) != spec_part(&old) {
-            let generation = super::object::metadata(&old).and_then(|m| m.get("generation")).and_then(Value::as_i64).unwrap_or(1);
+            let generation = super::object::metadata(&old)
+                .and_then(|m| m.get("generation"))
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
             metadata_mut(&mut next).insert("generation".into(), json!(generation + 1));
         }
         let mut causes = validation::validate(resource.kind, &next, request.namespace.as_deref());
@@ -707,17 +952,26 @@ impl ApiServer {
         Ok(next)
     }
 
-    fn list_response(&self, resource: &Resource, request: &ApiRequest, kvs: Vec<KeyValue>, revision: i64) -> ApiResponse {
+    fn list_response(
+        &self,
+        resource: &Resource,
+        request: &ApiRequest,
+        kvs: Vec<KeyValue>,
+        revision: i64,
+    ) -> ApiResponse {
         let options = &request.options;
         let labels_selector = match parse_label_selector(&options.label_selector) {
             Ok(s) => s,
-            Err(e) => return failure(400, "BadRequest", format!("unable to parse requirement: {e}")),
+            Err(e) => return failure(400, "BadRequest", e),
         };
         let fields_selector = match parse_field_selector(&options.field_selector) {
             Ok(s) => s,
             Err(e) => return failure(400, "BadRequest", e),
         };
-        let read_revision = decode_continue(&options.continue_token).map(|(r, _)| r).filter(|r| *r > 0).unwrap_or(revision);
+        let read_revision = decode_continue(&options.continue_token)
+            .map(|(r, _)| r)
+            .filter(|r| *r > 0)
+            .unwrap_or(revision);
         let mut items = Vec::new();
         let mut last_key = None;
         let mut more = false;
@@ -745,12 +999,22 @@ impl ApiServer {
             "metadata": metadata,
             "items": items,
         });
-        ApiResponse { code: 200, body: body(&list) }
+        ApiResponse {
+            code: 200,
+            body: body(&list),
+        }
     }
 
     // ----- watches ------------------------------------------------------------------
 
-    fn watch_start(&mut self, ctx: &mut Ctx<'_>, out: &mut Out, from: Address, resource: &'static Resource, request: ApiRequest) {
+    fn watch_start(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        out: &mut Out,
+        from: Address,
+        resource: &'static Resource,
+        request: ApiRequest,
+    ) {
         let options = request.options.clone();
         let fail = |this: &mut Self, ctx: &mut Ctx<'_>, response: ApiResponse| {
             this.reply(ctx, Some((from.clone(), options.watch_id)), response);
@@ -761,7 +1025,7 @@ impl ApiServer {
         }
         let labels_selector = match parse_label_selector(&options.label_selector) {
             Ok(s) => s,
-            Err(e) => return fail(self, ctx, failure(400, "BadRequest", format!("unable to parse requirement: {e}"))),
+            Err(e) => return fail(self, ctx, failure(400, "BadRequest", e)),
         };
         let fields_selector = match parse_field_selector(&options.field_selector) {
             Ok(s) => s,
@@ -772,7 +1036,11 @@ impl ApiServer {
             key.clone(),
             Watcher {
                 resource,
-                namespace: if resource.namespaced { request.namespace.clone() } else { None },
+                namespace: if resource.namespaced {
+                    request.namespace.clone()
+                } else {
+                    None
+                },
                 labels: labels_selector,
                 fields: fields_selector,
                 seq: 0,
@@ -783,16 +1051,26 @@ impl ApiServer {
             },
         );
         // The watch is established: say so, then events follow.
-        self.reply(ctx, Some((from, options.watch_id)), ApiResponse { code: 200, body: Vec::new() });
-        let cache = self.caches.entry(cache_key(resource)).or_insert_with(|| Cache {
-            store_watch: None,
-            ready: false,
-            loading: false,
-            revision: 0,
-            objects: BTreeMap::new(),
-            window: VecDeque::new(),
-            waiting: Vec::new(),
-        });
+        self.reply(
+            ctx,
+            Some((from, options.watch_id)),
+            ApiResponse {
+                code: 200,
+                body: Vec::new(),
+            },
+        );
+        let cache = self
+            .caches
+            .entry(cache_key(resource))
+            .or_insert_with(|| Cache {
+                store_watch: None,
+                ready: false,
+                loading: false,
+                revision: 0,
+                objects: BTreeMap::new(),
+                window: VecDeque::new(),
+                waiting: Vec::new(),
+            });
         if cache.ready {
             self.begin_watcher(ctx, &key);
         } else {
@@ -810,7 +1088,11 @@ impl ApiServer {
             cache.loading = true;
         }
         let prefix = resource.prefix(None).into_bytes();
-        let request = StoreRequest::Range(RangeRequest { range_end: prefix_end(&prefix), key: prefix, ..Default::default() });
+        let request = StoreRequest::Range(RangeRequest {
+            range_end: prefix_end(&prefix),
+            key: prefix,
+            ..Default::default()
+        });
         let op_id = self.new_op(
             None,
             ApiRequest {
@@ -836,7 +1118,14 @@ impl ApiServer {
         }
     }
 
-    fn cache_loaded(&mut self, ctx: &mut Ctx<'_>, out: &mut Out, resource: &'static Resource, kvs: Vec<KeyValue>, revision: i64) {
+    fn cache_loaded(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        out: &mut Out,
+        resource: &'static Resource,
+        kvs: Vec<KeyValue>,
+        revision: i64,
+    ) {
         let now = ctx.now();
         let prefix = resource.prefix(None).into_bytes();
         let create = WatchCreate {
@@ -848,8 +1137,21 @@ impl ApiServer {
             progress_notify: true,
         };
         let store_watch = self.client.watch(out, now, create).ok();
-        let Some(cache) = self.caches.get_mut(cache_key(resource)) else { return };
-        cache.objects = kvs.into_iter().map(|kv| (kv.key, (serde_json::from_slice(&kv.value).unwrap_or_default(), kv.mod_revision))).collect();
+        let Some(cache) = self.caches.get_mut(cache_key(resource)) else {
+            return;
+        };
+        cache.objects = kvs
+            .into_iter()
+            .map(|kv| {
+                (
+                    kv.key,
+                    (
+                        serde_json::from_slice(&kv.value).unwrap_or_default(),
+                        kv.mod_revision,
+                    ),
+                )
+            })
+            .collect();
         cache.revision = revision;
         cache.window.clear();
         cache.store_watch = store_watch;
@@ -864,18 +1166,35 @@ impl ApiServer {
     /// Sends a new watcher what it asked to start from: the current state as ADDED, or
     /// the cached events after its resourceVersion, or 410 if those are gone.
     fn begin_watcher(&mut self, ctx: &mut Ctx<'_>, key: &(Address, u64)) {
-        let Some(watcher) = self.watchers.get(key) else { return };
+        let Some(watcher) = self.watchers.get(key) else {
+            return;
+        };
         let resource = watcher.resource;
         let start = watcher.start.clone();
-        let Some(cache) = self.caches.get(cache_key(resource)) else { return };
+        let Some(cache) = self.caches.get(cache_key(resource)) else {
+            return;
+        };
         let mut events: Vec<(EventType, Value, i64)> = Vec::new();
         match start.parse::<i64>() {
             Ok(version) if version > 0 => {
-                let oldest_known = cache.window.front().map(|(r, _, _)| *r - 1).unwrap_or(cache.revision);
+                let oldest_known = cache
+                    .window
+                    .front()
+                    .map(|(r, _, _)| *r - 1)
+                    .unwrap_or(cache.revision);
                 if version < oldest_known {
-                    let message = format!("too old resource version: {version} ({})", cache.revision);
-                    let object = serde_json::from_slice(&status(410, "Expired", &message, json!({}))).unwrap_or_default();
-                    self.emit(ctx, key, EventType::Error, object, cache_revision(&self.caches, resource));
+                    let message =
+                        format!("too old resource version: {version} ({})", cache.revision);
+                    let object =
+                        serde_json::from_slice(&status(410, "Expired", &message, json!({})))
+                            .unwrap_or_default();
+                    self.emit(
+                        ctx,
+                        key,
+                        EventType::Error,
+                        object,
+                        cache_revision(&self.caches, resource),
+                    );
                     self.watchers.remove(key);
                     return;
                 }
@@ -901,7 +1220,9 @@ impl ApiServer {
     }
 
     fn matches(&self, key: &(Address, u64), object: &Value) -> bool {
-        let Some(watcher) = self.watchers.get(key) else { return false };
+        let Some(watcher) = self.watchers.get(key) else {
+            return false;
+        };
         if let Some(ns) = &watcher.namespace {
             if meta_str(object, "namespace") != Some(ns.as_str()) {
                 return false;
@@ -910,42 +1231,113 @@ impl ApiServer {
         watcher.labels.matches(&labels(object)) && watcher.fields.matches(object)
     }
 
-    fn emit(&mut self, ctx: &mut Ctx<'_>, key: &(Address, u64), kind: EventType, object: Value, revision: i64) {
+    fn emit(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: &(Address, u64),
+        kind: EventType,
+        object: Value,
+        revision: i64,
+    ) {
         let now = ctx.now();
         let limit = self.config.watcher_unacked_max as u64;
-        let Some(watcher) = self.watchers.get_mut(key) else { return };
+        let Some(watcher) = self.watchers.get_mut(key) else {
+            return;
+        };
         if watcher.seq - watcher.acked >= limit && kind != EventType::Error {
             // Too slow: close it rather than buffer without bound or stall the others.
-            let message = format!("watcher fell behind by {} events (limit {limit}); re-list and watch again", watcher.seq - watcher.acked);
-            let object: Value = serde_json::from_slice(&status(410, "Expired", &message, json!({}))).unwrap_or_default();
+            let message = format!(
+                "watcher fell behind by {} events (limit {limit}); re-list and watch again",
+                watcher.seq - watcher.acked
+            );
+            let object: Value =
+                serde_json::from_slice(&status(410, "Expired", &message, json!({})))
+                    .unwrap_or_default();
             watcher.seq += 1;
-            let event = WatchEvent { kind: EventType::Error, object: body(&object), resource_version: revision };
-            ctx.send(key.0.clone(), Message::Api(ApiMessage::Event { watch_id: key.1, seq: watcher.seq, event }));
+            let event = WatchEvent {
+                kind: EventType::Error,
+                object: body(&object),
+                resource_version: revision,
+            };
+            ctx.send(
+                key.0.clone(),
+                Message::Api(ApiMessage::Event {
+                    watch_id: key.1,
+                    seq: watcher.seq,
+                    event,
+                }),
+            );
             self.watchers.remove(key);
             return;
         }
         watcher.seq += 1;
         watcher.last_sent = now;
-        let event = WatchEvent { kind, object: body(&object), resource_version: revision };
-        ctx.send(key.0.clone(), Message::Api(ApiMessage::Event { watch_id: key.1, seq: watcher.seq, event }));
+        let event = WatchEvent {
+            kind,
+            object: body(&object),
+            resource_version: revision,
+        };
+        ctx.send(
+            key.0.clone(),
+            Message::Api(ApiMessage::Event {
+                watch_id: key.1,
+                seq: watcher.seq,
+                event,
+            }),
+        );
     }
 
-    fn on_cache_events(&mut self, ctx: &mut Ctx<'_>, out: &mut Out, store_watch: u64, output: WatchOutput) {
-        let Some(cache_name) = self.caches.iter().find(|(_, c)| c.store_watch == Some(store_watch)).map(|(k, _)| *k) else { return };
-        let Some(resource) = RESOURCES.iter().find(|r| cache_key(r) == cache_name) else { return };
+    fn on_cache_events(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        out: &mut Out,
+        store_watch: u64,
+        output: WatchOutput,
+    ) {
+        let Some(cache_name) = self
+            .caches
+            .iter()
+            .find(|(_, c)| c.store_watch == Some(store_watch))
+            .map(|(k, _)| *k)
+        else {
+            return;
+        };
+        let Some(resource) = RESOURCES.iter().find(|r| cache_key(r) == cache_name) else {
+            return;
+        };
         match output {
             WatchOutput::Events(events) => {
-                let watcher_keys: Vec<(Address, u64)> = self.watchers.iter().filter(|(_, w)| w.resource.plural == resource.plural).map(|(k, _)| k.clone()).collect();
+                let watcher_keys: Vec<(Address, u64)> = self
+                    .watchers
+                    .iter()
+                    .filter(|(_, w)| w.resource.plural == resource.plural)
+                    .map(|(k, _)| k.clone())
+                    .collect();
                 for event in events {
                     let revision = event.kv.mod_revision;
                     let (kind, object) = match event.kind {
                         StoreEventType::Put => {
-                            let kind = if event.kv.create_revision == event.kv.mod_revision { EventType::Added } else { EventType::Modified };
-                            (kind, serde_json::from_slice::<Value>(&event.kv.value).unwrap_or_default())
+                            let kind = if event.kv.create_revision == event.kv.mod_revision {
+                                EventType::Added
+                            } else {
+                                EventType::Modified
+                            };
+                            (
+                                kind,
+                                serde_json::from_slice::<Value>(&event.kv.value)
+                                    .unwrap_or_default(),
+                            )
                         }
                         StoreEventType::Delete => {
-                            let previous = event.prev_kv.as_ref().map(|p| p.value.clone()).unwrap_or_default();
-                            (EventType::Deleted, serde_json::from_slice::<Value>(&previous).unwrap_or_default())
+                            let previous = event
+                                .prev_kv
+                                .as_ref()
+                                .map(|p| p.value.clone())
+                                .unwrap_or_default();
+                            (
+                                EventType::Deleted,
+                                serde_json::from_slice::<Value>(&previous).unwrap_or_default(),
+                            )
                         }
                     };
                     let mut object = object;
@@ -956,7 +1348,9 @@ impl ApiServer {
                                 cache.objects.remove(&event.kv.key);
                             }
                             _ => {
-                                cache.objects.insert(event.kv.key.clone(), (object.clone(), revision));
+                                cache
+                                    .objects
+                                    .insert(event.kv.key.clone(), (object.clone(), revision));
                             }
                         }
                         cache.revision = cache.revision.max(revision);
@@ -979,9 +1373,20 @@ impl ApiServer {
             }
             WatchOutput::Canceled { .. } => {
                 // The store compacted past the cache: every watcher re-lists.
-                let keys: Vec<(Address, u64)> = self.watchers.iter().filter(|(_, w)| w.resource.plural == resource.plural).map(|(k, _)| k.clone()).collect();
+                let keys: Vec<(Address, u64)> = self
+                    .watchers
+                    .iter()
+                    .filter(|(_, w)| w.resource.plural == resource.plural)
+                    .map(|(k, _)| k.clone())
+                    .collect();
                 for key in keys {
-                    let object: Value = serde_json::from_slice(&status(410, "Expired", "the watch cache was reset; re-list and watch again", json!({}))).unwrap_or_default();
+                    let object: Value = serde_json::from_slice(&status(
+                        410,
+                        "Expired",
+                        "the watch cache was reset; re-list and watch again",
+                        json!({}),
+                    ))
+                    .unwrap_or_default();
                     self.emit(ctx, &key, EventType::Error, object, 0);
                     self.watchers.remove(&key);
                 }
@@ -1001,7 +1406,9 @@ impl ApiServer {
             .map(|(k, _)| k.clone())
             .collect();
         for key in due {
-            let Some(watcher) = self.watchers.get(&key) else { continue };
+            let Some(watcher) = self.watchers.get(&key) else {
+                continue;
+            };
             let resource = watcher.resource;
             let revision = cache_revision(&self.caches, resource);
             let object = json!({ "kind": resource.kind, "apiVersion": resource.api_version(), "metadata": { "resourceVersion": revision.to_string() } });
@@ -1037,7 +1444,15 @@ impl ApiServer {
                 Stage::Bootstrap,
                 None,
             );
-            if self.store(out, now, op_id, txn_put_if(&key, CompareTarget::Version(0), body(&object))).is_err() {
+            if self
+                .store(
+                    out,
+                    now,
+                    op_id,
+                    txn_put_if(&key, CompareTarget::Version(0), body(&object)),
+                )
+                .is_err()
+            {
                 self.ops.remove(&op_id);
             }
         }
@@ -1045,7 +1460,10 @@ impl ApiServer {
 }
 
 fn cache_revision(caches: &BTreeMap<&'static str, Cache>, resource: &Resource) -> i64 {
-    caches.get(cache_key(resource)).map(|c| c.revision).unwrap_or(0)
+    caches
+        .get(cache_key(resource))
+        .map(|c| c.revision)
+        .unwrap_or(0)
 }
 
 fn set_identity(resource: &Resource, object: &mut Value, revision: i64) {
@@ -1073,14 +1491,21 @@ fn delete_if(key: &[u8], mod_revision: i64) -> StoreRequest {
             result: CompareResult::Equal,
             target: CompareTarget::ModRevision(mod_revision),
         }],
-        success: vec![RequestOp::DeleteRange(DeleteRangeRequest { key: key.to_vec(), range_end: Vec::new(), prev_kv: false })],
+        success: vec![RequestOp::DeleteRange(DeleteRangeRequest {
+            key: key.to_vec(),
+            range_end: Vec::new(),
+            prev_kv: false,
+        })],
         failure: Vec::new(),
     })
 }
 
 fn body_resource_version(request_body: &[u8]) -> Option<i64> {
     let object: Value = serde_json::from_slice(request_body).ok()?;
-    meta_str(&object, "resourceVersion").filter(|v| !v.is_empty())?.parse().ok()
+    meta_str(&object, "resourceVersion")
+        .filter(|v| !v.is_empty())?
+        .parse()
+        .ok()
 }
 
 fn conflict(resource: &Resource, name: &str) -> ApiResponse {
@@ -1090,14 +1515,23 @@ fn conflict(resource: &Resource, name: &str) -> ApiResponse {
     );
     ApiResponse {
         code: 409,
-        body: status(409, "Conflict", &message, json!({ "name": name, "group": resource.group, "kind": resource.plural })),
+        body: status(
+            409,
+            "Conflict",
+            &message,
+            json!({ "name": name, "group": resource.group, "kind": resource.plural }),
+        ),
     }
 }
 
 fn invalid(resource: &Resource, name: &str, causes: &[validation::Cause]) -> ApiResponse {
     let message = validation::invalid_message(resource.kind, name, causes);
-    let details = json!({ "name": name, "group": resource.group, "kind": resource.kind, "causes": causes });
-    ApiResponse { code: 422, body: status(422, "Invalid", &message, details) }
+    let details =
+        json!({ "name": name, "group": resource.group, "kind": resource.kind, "causes": causes });
+    ApiResponse {
+        code: 422,
+        body: status(422, "Invalid", &message, details),
+    }
 }
 
 fn encode_continue(revision: i64, key: &[u8]) -> String {
@@ -1111,7 +1545,10 @@ fn decode_continue(token: &str) -> Option<(i64, Vec<u8>)> {
     if hex.len() % 2 != 0 {
         return None;
     }
-    let key = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok()).collect::<Option<Vec<u8>>>()?;
+    let key = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
     Some((revision, key))
 }
 
@@ -1125,7 +1562,11 @@ impl Actor for ApiServer {
         match input {
             Input::Start(_) => {
                 let session = ctx.rng().gen::<u64>() | 1;
-                if let Ok(client) = StoreClient::new(self.config.store_endpoints.clone(), Self::client_config(&self.config), session) {
+                if let Ok(client) = StoreClient::new(
+                    self.config.store_endpoints.clone(),
+                    Self::client_config(&self.config),
+                    session,
+                ) {
                     self.client = client;
                 }
                 ctx.set_timer(ApiTimer::Tick, Duration::from_millis(100));
@@ -1137,13 +1578,18 @@ impl Actor for ApiServer {
                 for done in completions {
                     self.completion(ctx, &mut out, done);
                 }
-                for (watch, output) in outputs.into_iter().chain(self.client.take_compacted_watches()) {
+                for (watch, output) in outputs
+                    .into_iter()
+                    .chain(self.client.take_compacted_watches())
+                {
                     self.on_cache_events(ctx, &mut out, watch, output);
                 }
                 self.bookmarks(ctx);
             }
             Input::Message { from, msg } => match msg {
-                Message::Api(ApiMessage::Request { id, request }) => self.on_request(ctx, &mut out, from, id, request),
+                Message::Api(ApiMessage::Request { id, request }) => {
+                    self.on_request(ctx, &mut out, from, id, request)
+                }
                 Message::Api(ApiMessage::EventAck { watch_id, seq }) => {
                     if let Some(w) = self.watchers.get_mut(&(from, watch_id)) {
                         w.acked = w.acked.max(seq.min(w.seq));
@@ -1153,7 +1599,10 @@ impl Actor for ApiServer {
                     self.watchers.remove(&(from, watch_id));
                 }
                 Message::Store(StoreMessage::Response { id, result, leader }) => {
-                    if let Some(done) = self.client.on_response(&mut out, now, &from, id, result, leader) {
+                    if let Some(done) = self
+                        .client
+                        .on_response(&mut out, now, &from, id, result, leader)
+                    {
                         self.completion(ctx, &mut out, done);
                     }
                 }
@@ -1188,7 +1637,9 @@ impl ApiServer {
                 let resource = op.resource;
                 self.ops.remove(&done.tag);
                 match done.result {
-                    Ok(StoreResponse::Range(r)) => self.cache_loaded(ctx, out, resource, r.kvs, r.header_revision),
+                    Ok(StoreResponse::Range(r)) => {
+                        self.cache_loaded(ctx, out, resource, r.kvs, r.header_revision)
+                    }
                     _ => {
                         if let Some(cache) = self.caches.get_mut(cache_key(resource)) {
                             cache.loading = false;

@@ -524,11 +524,12 @@ fn parse_image_reference(image: &str) -> Option<ImageReference<'_>> {
         Some((path, tag)) => (path, Some(tag)),
         None => (name_and_tag, None),
     };
-    if !domain.map_or(true, is_valid_registry_host)
-        || !path.split('/').all(is_valid_path_component)
-        || !tag.map_or(true, is_valid_tag)
-        || !digest.map_or(true, is_valid_digest)
-    {
+    // Each optional part, when present, must be well formed.
+    let is_well_formed = domain.into_iter().all(is_valid_registry_host)
+        && path.split('/').all(is_valid_path_component)
+        && tag.into_iter().all(is_valid_tag)
+        && digest.into_iter().all(is_valid_digest);
+    if !is_well_formed {
         return None;
     }
     // Docker Hub names are measured in their normalized form, docker.io/library/x.
@@ -573,9 +574,9 @@ fn is_valid_registry_host(domain: &str) -> bool {
                 && bytes[0].is_ascii_alphanumeric()
                 && bytes[bytes.len() - 1].is_ascii_alphanumeric()
         });
-    let port_is_valid = port.map_or(true, |port| {
-        !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
-    });
+    let port_is_valid = port
+        .into_iter()
+        .all(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
     host_is_valid && port_is_valid
 }
 
@@ -980,8 +981,9 @@ fn default_service(service: &mut Object) {
 
 /// The IP-family fields the Service registry fills in on create, before it allocates
 /// cluster IPs, for a single-stack IPv4 cluster. Not defaulting in Kubernetes' sense,
-/// but as visible to clients as if it were. On an update Kubernetes keeps the previous
-/// policy; for a Service that went through this on create that is the same value.
+/// but as visible to clients as if it were. On an update that omits `ipFamilyPolicy`,
+/// Kubernetes adopts the stored object's policy instead of inferring one; a caller that
+/// wants that carries the old value over before calling [`apply_defaults`].
 fn default_service_ip_families(spec: &mut Object) {
     // A client that sets only the singular clusterIP gets the plural one to match.
     let cluster_ip = spec

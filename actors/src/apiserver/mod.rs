@@ -10,13 +10,14 @@
 //! 7. [`actor`] — the API server itself: CRUD with optimistic concurrency, lists with
 //!    selectors and pagination, watches from a per-resource watch cache.
 
-// pub mod actor; (re-enabled once selectors/validation/defaults land)
+pub mod actor;
 pub mod defaults;
 pub mod messages;
 pub mod object;
 pub mod resources;
 pub mod selectors;
 pub mod validation;
-// pub mod workload;
+pub mod workload;
 
+pub use actor::{ApiServer, ApiServerConfig, KIND};
 pub use messages::{ApiMessage, ApiRequest, ApiResponse, EventType, ListOptions, Verb, WatchEvent};

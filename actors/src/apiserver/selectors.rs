@@ -147,7 +147,7 @@ impl Requirement {
                 found.is_some_and(|value| self.values.contains(value))
             }
             Operator::NotEquals | Operator::NotIn => {
-                found.is_none_or(|value| !self.values.contains(value))
+                !found.is_some_and(|value| self.values.contains(value))
             }
             Operator::Exists => found.is_some(),
             Operator::DoesNotExist => found.is_none(),
@@ -512,28 +512,14 @@ impl Parser {
                 key_errors.join("; ")
             ));
         }
+        if does_not_exist {
+            // Kubernetes builds `!key` at once; whatever follows (`!a=b`) is then refused
+            // by the caller as "expected: ',' or 'end of string'".
+            return Requirement::new(&key, Operator::DoesNotExist, Vec::new());
+        }
         let next = self.lookahead(Context::Values);
         if next == Token::EndOfString || next == Token::Comma {
-            let operator = if does_not_exist {
-                Operator::DoesNotExist
-            } else {
-                Operator::Exists
-            };
-            return Requirement::new(&key, operator, Vec::new());
-        }
-        if does_not_exist {
-            // `!a=b`: Kubernetes then reads an operator and builds a requirement with the
-            // empty operator, which NewRequirement refuses.
-            let operator = self.parse_operator()?;
-            let _ = operator;
-            return Err(format!(
-                "operator: Unsupported value: \"\": supported values: {}",
-                ["in", "notin", "=", "==", "!=", "gt", "lt", "exists", "!"]
-                    .iter()
-                    .map(|value| go_quote(value))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+            return Requirement::new(&key, Operator::Exists, Vec::new());
         }
         let operator = self.parse_operator()?;
         let values = match operator {
@@ -1134,6 +1120,8 @@ mod tests {
                 "unable to parse requirement: values[0][a]: Invalid value: \"b$\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
             ),
             ("a in (x y)", "unable to parse requirement: found 'y', expected: ',' or ')'"),
+            ("!a=b", "found '=', expected: ',' or 'end of string'"),
+            ("!", "unable to parse requirement: found '', expected: identifier"),
         ];
         for (input, message) in table {
             let error = parse_label_selector(input).expect_err(input);

@@ -29,16 +29,43 @@ pub struct ApiWorkloadConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ApiReport {
     /// A compare-and-swap update based on `read` succeeded and wrote `written`.
-    Updated { client: u64, read: i64, written: i64, counter: i64 },
-    Conflict { client: u64, read: i64 },
-    Created { client: u64, written: i64 },
+    Updated {
+        client: u64,
+        read: i64,
+        written: i64,
+        counter: i64,
+    },
+    Conflict {
+        client: u64,
+        read: i64,
+    },
+    Created {
+        client: u64,
+        written: i64,
+    },
     /// A write whose outcome is unknown (timeout, 5xx).
-    Unsure { client: u64 },
+    Unsure {
+        client: u64,
+    },
     /// A watch session started after a list at `from`.
-    WatchStarted { client: u64, session: u64, from: i64 },
-    WatchEvent { client: u64, session: u64, kind: String, revision: i64, name: String },
+    WatchStarted {
+        client: u64,
+        session: u64,
+        from: i64,
+    },
+    WatchEvent {
+        client: u64,
+        session: u64,
+        kind: String,
+        revision: i64,
+        name: String,
+    },
     /// The session ended (410, gap, error); a new list follows.
-    WatchEnded { client: u64, session: u64, reason: String },
+    WatchEnded {
+        client: u64,
+        session: u64,
+        reason: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -65,7 +92,12 @@ pub struct ApiWorkload {
     watch_seq: u64,
 }
 
-fn request(verb: Verb, name: Option<&str>, body: Option<Value>, options: ListOptions) -> ApiRequest {
+fn request(
+    verb: Verb,
+    name: Option<&str>,
+    body: Option<Value>,
+    options: ListOptions,
+) -> ApiRequest {
     ApiRequest {
         verb,
         group: String::new(),
@@ -74,13 +106,18 @@ fn request(verb: Verb, name: Option<&str>, body: Option<Value>, options: ListOpt
         subresource: None,
         namespace: Some("default".into()),
         name: name.map(str::to_string),
-        body: body.map(|b| serde_json::to_vec(&b).unwrap_or_default()).unwrap_or_default(),
+        body: body
+            .map(|b| serde_json::to_vec(&b).unwrap_or_default())
+            .unwrap_or_default(),
         options,
     }
 }
 
 fn revision_of(object: &Value) -> i64 {
-    object["metadata"]["resourceVersion"].as_str().and_then(|v| v.parse().ok()).unwrap_or(0)
+    object["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 impl ApiWorkload {
@@ -88,20 +125,40 @@ impl ApiWorkload {
         if config.apiservers.is_empty() || !matches!(config.role.as_str(), "writer" | "watcher") {
             return Err("an API workload needs API servers and a role of writer or watcher".into());
         }
-        Ok(ApiWorkload { config, next_id: 0, cursor: 0, pending: None, session: 0, watch_id: 0, watch_seq: 0 })
+        Ok(ApiWorkload {
+            config,
+            next_id: 0,
+            cursor: 0,
+            pending: None,
+            session: 0,
+            watch_id: 0,
+            watch_seq: 0,
+        })
     }
 
     fn report(&self, ctx: &mut Context<'_, Message, WorkloadTimer>, report: ApiReport) {
         ctx.emit(Message::Report(crate::message::Report::Api(report)));
     }
 
-    fn send(&mut self, ctx: &mut Context<'_, Message, WorkloadTimer>, pending: Pending, request: ApiRequest) {
+    fn send(
+        &mut self,
+        ctx: &mut Context<'_, Message, WorkloadTimer>,
+        pending: Pending,
+        request: ApiRequest,
+    ) {
         self.next_id += 1;
-        let id = if matches!(pending, Pending::Watch) { self.watch_id } else { self.next_id };
+        let id = if matches!(pending, Pending::Watch) {
+            self.watch_id
+        } else {
+            self.next_id
+        };
         let to = self.config.apiservers[self.cursor % self.config.apiservers.len()].clone();
         ctx.send(to, Message::Api(ApiMessage::Request { id, request }));
         self.pending = Some((id, pending, ctx.now()));
-        ctx.set_timer(WorkloadTimer::Timeout(id), Duration::from_millis(self.config.timeout_ms));
+        ctx.set_timer(
+            WorkloadTimer::Timeout(id),
+            Duration::from_millis(self.config.timeout_ms),
+        );
     }
 
     fn next(&mut self, ctx: &mut Context<'_, Message, WorkloadTimer>) {
@@ -109,17 +166,35 @@ impl ApiWorkload {
             return;
         }
         match self.config.role.as_str() {
-            "writer" => self.send(ctx, Pending::Read, request(Verb::Get, Some("shared"), None, ListOptions::default())),
-            _ => self.send(ctx, Pending::List, request(Verb::List, None, None, ListOptions::default())),
+            "writer" => self.send(
+                ctx,
+                Pending::Read,
+                request(Verb::Get, Some("shared"), None, ListOptions::default()),
+            ),
+            _ => self.send(
+                ctx,
+                Pending::List,
+                request(Verb::List, None, None, ListOptions::default()),
+            ),
         }
     }
 
     fn later(&self, ctx: &mut Context<'_, Message, WorkloadTimer>) {
-        ctx.set_timer(WorkloadTimer::Next, Duration::from_millis(self.config.think_ms.max(1)));
+        ctx.set_timer(
+            WorkloadTimer::Next,
+            Duration::from_millis(self.config.think_ms.max(1)),
+        );
     }
 
-    fn on_response(&mut self, ctx: &mut Context<'_, Message, WorkloadTimer>, id: u64, response: ApiResponse) {
-        let Some((pending_id, pending, _)) = self.pending.take() else { return };
+    fn on_response(
+        &mut self,
+        ctx: &mut Context<'_, Message, WorkloadTimer>,
+        id: u64,
+        response: ApiResponse,
+    ) {
+        let Some((pending_id, pending, _)) = self.pending.take() else {
+            return;
+        };
         if pending_id != id {
             self.pending = Some((pending_id, pending, ctx.now()));
             return;
@@ -130,23 +205,50 @@ impl ApiWorkload {
             Pending::Read => match response.code {
                 200 => {
                     let read = revision_of(&object);
-                    let counter = object["data"]["counter"].as_str().and_then(|c| c.parse::<i64>().ok()).unwrap_or(0);
+                    let counter = object["data"]["counter"]
+                        .as_str()
+                        .and_then(|c| c.parse::<i64>().ok())
+                        .unwrap_or(0);
                     let mut next = object.clone();
                     next["data"]["counter"] = json!((counter + 1).to_string());
                     next["data"]["writer"] = json!(client.to_string());
-                    self.send(ctx, Pending::Update { read }, request(Verb::Update, Some("shared"), Some(next), ListOptions::default()));
+                    self.send(
+                        ctx,
+                        Pending::Update { read },
+                        request(
+                            Verb::Update,
+                            Some("shared"),
+                            Some(next),
+                            ListOptions::default(),
+                        ),
+                    );
                 }
                 404 => {
                     let body = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "shared" }, "data": { "counter": "1" } });
-                    self.send(ctx, Pending::Create, request(Verb::Create, None, Some(body), ListOptions::default()));
+                    self.send(
+                        ctx,
+                        Pending::Create,
+                        request(Verb::Create, None, Some(body), ListOptions::default()),
+                    );
                 }
                 _ => self.later(ctx),
             },
             Pending::Update { read } => {
                 match response.code {
                     200 => {
-                        let counter = object["data"]["counter"].as_str().and_then(|c| c.parse().ok()).unwrap_or(0);
-                        self.report(ctx, ApiReport::Updated { client, read, written: revision_of(&object), counter });
+                        let counter = object["data"]["counter"]
+                            .as_str()
+                            .and_then(|c| c.parse().ok())
+                            .unwrap_or(0);
+                        self.report(
+                            ctx,
+                            ApiReport::Updated {
+                                client,
+                                read,
+                                written: revision_of(&object),
+                                counter,
+                            },
+                        );
                     }
                     409 => self.report(ctx, ApiReport::Conflict { client, read }),
                     code if code >= 500 => self.report(ctx, ApiReport::Unsure { client }),
@@ -156,7 +258,13 @@ impl ApiWorkload {
             }
             Pending::Create => {
                 match response.code {
-                    201 => self.report(ctx, ApiReport::Created { client, written: revision_of(&object) }),
+                    201 => self.report(
+                        ctx,
+                        ApiReport::Created {
+                            client,
+                            written: revision_of(&object),
+                        },
+                    ),
                     code if code >= 500 => self.report(ctx, ApiReport::Unsure { client }),
                     _ => {}
                 }
@@ -166,19 +274,33 @@ impl ApiWorkload {
                 if response.code != 200 {
                     return self.later(ctx);
                 }
-                let from = object["metadata"]["resourceVersion"].as_str().and_then(|v| v.parse().ok()).unwrap_or(0);
+                let from = object["metadata"]["resourceVersion"]
+                    .as_str()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
                 self.session += 1;
                 self.next_id += 1;
                 self.watch_id = self.next_id;
                 self.watch_seq = 0;
-                self.report(ctx, ApiReport::WatchStarted { client, session: self.session, from });
+                self.report(
+                    ctx,
+                    ApiReport::WatchStarted {
+                        client,
+                        session: self.session,
+                        from,
+                    },
+                );
                 let options = ListOptions {
                     resource_version: from.to_string(),
                     watch_id: self.watch_id,
                     allow_watch_bookmarks: true,
                     ..Default::default()
                 };
-                self.send(ctx, Pending::Watch, request(Verb::Watch, None, None, options));
+                self.send(
+                    ctx,
+                    Pending::Watch,
+                    request(Verb::Watch, None, None, options),
+                );
             }
             Pending::Watch => {
                 if response.code != 200 {
@@ -191,19 +313,41 @@ impl ApiWorkload {
 
     fn end_session(&mut self, ctx: &mut Context<'_, Message, WorkloadTimer>, reason: String) {
         let to = self.config.apiservers[self.cursor % self.config.apiservers.len()].clone();
-        ctx.send(to, Message::Api(ApiMessage::StopWatch { watch_id: self.watch_id }));
-        self.report(ctx, ApiReport::WatchEnded { client: self.config.client, session: self.session, reason });
+        ctx.send(
+            to,
+            Message::Api(ApiMessage::StopWatch {
+                watch_id: self.watch_id,
+            }),
+        );
+        self.report(
+            ctx,
+            ApiReport::WatchEnded {
+                client: self.config.client,
+                session: self.session,
+                reason,
+            },
+        );
         self.watch_id = 0;
         self.cursor += 1;
         self.later(ctx);
     }
 
-    fn on_event(&mut self, ctx: &mut Context<'_, Message, WorkloadTimer>, from: Address, watch_id: u64, seq: u64, event: super::messages::WatchEvent) {
+    fn on_event(
+        &mut self,
+        ctx: &mut Context<'_, Message, WorkloadTimer>,
+        from: Address,
+        watch_id: u64,
+        seq: u64,
+        event: super::messages::WatchEvent,
+    ) {
         if watch_id != self.watch_id || self.watch_id == 0 {
             return;
         }
         if seq != self.watch_seq + 1 {
-            return self.end_session(ctx, format!("event {seq} arrived after {}: one was lost", self.watch_seq));
+            return self.end_session(
+                ctx,
+                format!("event {seq} arrived after {}: one was lost", self.watch_seq),
+            );
         }
         self.watch_seq = seq;
         ctx.send(from, Message::Api(ApiMessage::EventAck { watch_id, seq }));
@@ -212,10 +356,19 @@ impl ApiWorkload {
             EventType::Bookmark => {}
             kind => {
                 let object: Value = serde_json::from_slice(&event.object).unwrap_or(Value::Null);
-                let name = object["metadata"]["name"].as_str().unwrap_or("").to_string();
+                let name = object["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
                 self.report(
                     ctx,
-                    ApiReport::WatchEvent { client: self.config.client, session: self.session, kind: kind.as_str().into(), revision: event.resource_version, name },
+                    ApiReport::WatchEvent {
+                        client: self.config.client,
+                        session: self.session,
+                        kind: kind.as_str().into(),
+                        revision: event.resource_version,
+                        name,
+                    },
                 );
             }
         }
@@ -226,7 +379,11 @@ impl Actor for ApiWorkload {
     type Message = Message;
     type Timer = WorkloadTimer;
 
-    fn handle(&mut self, input: Input<Message, WorkloadTimer>, ctx: &mut Context<'_, Message, WorkloadTimer>) {
+    fn handle(
+        &mut self,
+        input: Input<Message, WorkloadTimer>,
+        ctx: &mut Context<'_, Message, WorkloadTimer>,
+    ) {
         match input {
             Input::Start(_) => {
                 self.cursor = self.config.client as usize;
@@ -237,10 +394,22 @@ impl Actor for ApiWorkload {
                 if self.pending.as_ref().is_some_and(|(p, _, _)| *p == id) {
                     let (_, pending, _) = self.pending.take().expect("checked above");
                     if matches!(pending, Pending::Update { .. } | Pending::Create) {
-                        self.report(ctx, ApiReport::Unsure { client: self.config.client });
+                        self.report(
+                            ctx,
+                            ApiReport::Unsure {
+                                client: self.config.client,
+                            },
+                        );
                     }
                     if matches!(pending, Pending::Watch) {
-                        self.report(ctx, ApiReport::WatchEnded { client: self.config.client, session: self.session, reason: "no answer".into() });
+                        self.report(
+                            ctx,
+                            ApiReport::WatchEnded {
+                                client: self.config.client,
+                                session: self.session,
+                                reason: "no answer".into(),
+                            },
+                        );
                         self.watch_id = 0;
                     }
                     // Balance: the next request goes to the next API server.
@@ -249,8 +418,14 @@ impl Actor for ApiWorkload {
                 }
             }
             Input::Message { from, msg } => match msg {
-                Message::Api(ApiMessage::Response { id, response }) => self.on_response(ctx, id, response),
-                Message::Api(ApiMessage::Event { watch_id, seq, event }) => self.on_event(ctx, from, watch_id, seq, event),
+                Message::Api(ApiMessage::Response { id, response }) => {
+                    self.on_response(ctx, id, response)
+                }
+                Message::Api(ApiMessage::Event {
+                    watch_id,
+                    seq,
+                    event,
+                }) => self.on_event(ctx, from, watch_id, seq, event),
                 _ => {}
             },
         }

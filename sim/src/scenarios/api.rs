@@ -25,7 +25,10 @@ use keel_engine::{ActorSpec, Address};
 use std::collections::{BTreeMap, BTreeSet};
 
 fn spec<T: serde::Serialize>(kind: &str, config: &T) -> ActorSpec {
-    ActorSpec { kind: kind.into(), config_json: serde_json::to_string(config).expect("configuration serializes") }
+    ActorSpec {
+        kind: kind.into(),
+        config_json: serde_json::to_string(config).expect("configuration serializes"),
+    }
 }
 
 pub fn machines() -> Vec<Machine> {
@@ -35,25 +38,48 @@ pub fn machines() -> Vec<Machine> {
         let mut config = StoreConfig::new(i, initial.clone());
         config.snapshot_every_entries = 300;
         config.applied_report_every_entries = 64;
-        machines.push(Machine { name: format!("s{i}"), actors: vec![(store_address(i), spec(keel_actors::store::KIND, &config))] });
+        machines.push(Machine {
+            name: format!("s{i}"),
+            actors: vec![(store_address(i), spec(keel_actors::store::KIND, &config))],
+        });
     }
     let stores: Vec<Address> = (1..=3).map(store_address).collect();
-    let apiservers: Vec<Address> = (1..=3).map(|i| Address::new(format!("a{i}"), API_KIND, 0)).collect();
+    let apiservers: Vec<Address> = (1..=3)
+        .map(|i| Address::new(format!("a{i}"), API_KIND, 0))
+        .collect();
     for (i, address) in apiservers.iter().enumerate() {
         let config = ApiServerConfig::new(stores.clone());
-        machines.push(Machine { name: format!("a{}", i + 1), actors: vec![(address.clone(), spec(API_KIND, &config))] });
+        machines.push(Machine {
+            name: format!("a{}", i + 1),
+            actors: vec![(address.clone(), spec(API_KIND, &config))],
+        });
     }
-    let roles = [("c1", 1, "writer"), ("c1", 2, "writer"), ("c2", 3, "writer"), ("c2", 4, "watcher"), ("c1", 5, "watcher")];
+    let roles = [
+        ("c1", 1, "writer"),
+        ("c1", 2, "writer"),
+        ("c2", 3, "writer"),
+        ("c2", 4, "watcher"),
+        ("c1", 5, "watcher"),
+    ];
     let mut by_machine: BTreeMap<&str, Vec<(Address, ActorSpec)>> = BTreeMap::new();
     for (machine, client, role) in roles {
-        let config = ApiWorkloadConfig { client, apiservers: apiservers.clone(), role: role.into(), think_ms: 30, timeout_ms: 3_000 };
-        by_machine
-            .entry(machine)
-            .or_default()
-            .push((Address::new(machine, WORKLOAD_KIND, client as u32), spec(WORKLOAD_KIND, &config)));
+        let config = ApiWorkloadConfig {
+            client,
+            apiservers: apiservers.clone(),
+            role: role.into(),
+            think_ms: 30,
+            timeout_ms: 3_000,
+        };
+        by_machine.entry(machine).or_default().push((
+            Address::new(machine, WORKLOAD_KIND, client as u32),
+            spec(WORKLOAD_KIND, &config),
+        ));
     }
     for (name, actors) in by_machine {
-        machines.push(Machine { name: name.into(), actors });
+        machines.push(Machine {
+            name: name.into(),
+            actors,
+        });
     }
     machines
 }
@@ -63,14 +89,51 @@ pub fn faulty(_seed: u64, d: u64) -> Setup {
     let node = |n: &str| n.to_string();
     Setup {
         machines: machines(),
-        network: NetworkConfig { latency_min_ms: 1, latency_max_ms: 10, loss_rate: 0.005, duplicate_rate: 0.005, ..NetworkConfig::default() },
+        network: NetworkConfig {
+            latency_min_ms: 1,
+            latency_max_ms: 10,
+            loss_rate: 0.005,
+            duplicate_rate: 0.005,
+            ..NetworkConfig::default()
+        },
         faults: FaultSchedule::new(vec![
-            TimedFault { at_ms: at(250), fault: Fault::Kill { node: node("a1") } },
-            TimedFault { at_ms: at(400), fault: Fault::Restart { node: node("a1") } },
-            TimedFault { at_ms: at(500), fault: Fault::KillStoreLeader },
-            TimedFault { at_ms: at(600), fault: Fault::RestartAll },
-            TimedFault { at_ms: at(650), fault: Fault::Partition { groups: vec![vec![node("a2")], vec![node("s1"), node("s2"), node("s3"), node("a1"), node("a3"), node("c1"), node("c2")]] } },
-            TimedFault { at_ms: at(720), fault: Fault::Heal },
+            TimedFault {
+                at_ms: at(250),
+                fault: Fault::Kill { node: node("a1") },
+            },
+            TimedFault {
+                at_ms: at(400),
+                fault: Fault::Restart { node: node("a1") },
+            },
+            TimedFault {
+                at_ms: at(500),
+                fault: Fault::KillStoreLeader,
+            },
+            TimedFault {
+                at_ms: at(600),
+                fault: Fault::RestartAll,
+            },
+            TimedFault {
+                at_ms: at(650),
+                fault: Fault::Partition {
+                    groups: vec![
+                        vec![node("a2")],
+                        vec![
+                            node("s1"),
+                            node("s2"),
+                            node("s3"),
+                            node("a1"),
+                            node("a3"),
+                            node("c1"),
+                            node("c2"),
+                        ],
+                    ],
+                },
+            },
+            TimedFault {
+                at_ms: at(720),
+                fault: Fault::Heal,
+            },
         ]),
     }
 }
@@ -87,7 +150,10 @@ pub fn invariants(_schedule: &FaultSchedule) -> Vec<Box<dyn Invariant + Send>> {
 
 fn api_report<'a>(observation: &Observation<'a>) -> Option<&'a ApiReport> {
     match observation {
-        Observation::Emitted { msg: Message::Report(Report::Api(report)), .. } => Some(report),
+        Observation::Emitted {
+            msg: Message::Report(Report::Api(report)),
+            ..
+        } => Some(report),
         _ => None,
     }
 }
@@ -105,9 +171,16 @@ impl Invariant for OneWinnerPerVersion {
     }
     fn observe(&mut self, observation: &Observation<'_>, _world: &World<'_>) -> Result<(), String> {
         match api_report(observation) {
-            Some(ApiReport::Updated { client, read, written, counter }) => {
+            Some(ApiReport::Updated {
+                client,
+                read,
+                written,
+                counter,
+            }) => {
                 if let Some(other) = self.winners.insert(*read, *client) {
-                    return Err(format!("clients {other} and {client} both updated from resourceVersion {read}"));
+                    return Err(format!(
+                        "clients {other} and {client} both updated from resourceVersion {read}"
+                    ));
                 }
                 self.counters.insert(*written, *counter);
             }
@@ -121,14 +194,20 @@ impl Invariant for OneWinnerPerVersion {
         let mut last = 0;
         for (revision, counter) in &self.counters {
             if *counter <= last {
-                return Err(format!("counter {counter} written at revision {revision} after counter {last}"));
+                return Err(format!(
+                    "counter {counter} written at revision {revision} after counter {last}"
+                ));
             }
             last = *counter;
         }
         if self.winners.is_empty() {
             return Err("no update succeeded".into());
         }
-        Ok(format!("{} updates, each from a distinct resourceVersion; {} conflicts refused", self.winners.len(), self.conflicts))
+        Ok(format!(
+            "{} updates, each from a distinct resourceVersion; {} conflicts refused",
+            self.winners.len(),
+            self.conflicts
+        ))
     }
 }
 
@@ -145,10 +224,20 @@ impl Invariant for WatchNoSilentGap {
     }
     fn observe(&mut self, observation: &Observation<'_>, _world: &World<'_>) -> Result<(), String> {
         match api_report(observation) {
-            Some(ApiReport::WatchStarted { client, session, from }) => {
-                self.sessions.insert((*client, *session), (*from, Vec::new()));
+            Some(ApiReport::WatchStarted {
+                client,
+                session,
+                from,
+            }) => {
+                self.sessions
+                    .insert((*client, *session), (*from, Vec::new()));
             }
-            Some(ApiReport::WatchEvent { client, session, revision, .. }) => {
+            Some(ApiReport::WatchEvent {
+                client,
+                session,
+                revision,
+                ..
+            }) => {
                 if let Some((from, seen)) = self.sessions.get_mut(&(*client, *session)) {
                     let last = seen.last().copied().unwrap_or(*from);
                     if *revision <= last {
@@ -171,7 +260,13 @@ impl Invariant for WatchNoSilentGap {
             events += seen.len();
             let Some(last) = seen.last() else { continue };
             let seen: BTreeSet<i64> = seen.iter().copied().collect();
-            let missing: Vec<i64> = self.acknowledged.range(from + 1..=*last).filter(|r| !seen.contains(r)).copied().take(5).collect();
+            let missing: Vec<i64> = self
+                .acknowledged
+                .range(from + 1..=*last)
+                .filter(|r| !seen.contains(r))
+                .copied()
+                .take(5)
+                .collect();
             if !missing.is_empty() {
                 return Err(format!("client {client} session {session} (from {from}) silently missed revisions {missing:?}"));
             }
@@ -179,7 +274,11 @@ impl Invariant for WatchNoSilentGap {
         if events == 0 {
             return Err("no watch event was delivered".into());
         }
-        Ok(format!("{events} events over {} sessions, none skipped; {} sessions ended and re-listed", self.sessions.len(), self.ended))
+        Ok(format!(
+            "{events} events over {} sessions, none skipped; {} sessions ended and re-listed",
+            self.sessions.len(),
+            self.ended
+        ))
     }
 }
 
@@ -204,11 +303,20 @@ impl Invariant for ApiWritesResume {
     }
     fn finish(&mut self, world: &World<'_>) -> Result<String, String> {
         if world.duration_ms < world.last_fault_ms + 6_000 {
-            return Ok(format!("{} updates; not judged: the run ends too soon after the last fault", self.total));
+            return Ok(format!(
+                "{} updates; not judged: the run ends too soon after the last fault",
+                self.total
+            ));
         }
         if self.after == 0 {
-            return Err(format!("no update succeeded after the last fault ({} before)", self.total));
+            return Err(format!(
+                "no update succeeded after the last fault ({} before)",
+                self.total
+            ));
         }
-        Ok(format!("{} updates, {} after the last fault", self.total, self.after))
+        Ok(format!(
+            "{} updates, {} after the last fault",
+            self.total, self.after
+        ))
     }
 }

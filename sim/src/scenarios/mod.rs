@@ -1,8 +1,8 @@
 //! Named scenarios for `keel sim --scenario NAME`: a cluster, its network, a fault
 //! schedule and the invariants that judge it.
 
+pub mod api;
 pub mod lease;
-// pub mod api;
 pub mod selftest;
 pub mod store;
 
@@ -66,6 +66,13 @@ pub fn all() -> &'static [Scenario] {
             default_duration_ms: 40_000,
             build: lease::lease,
             invariants: lease::invariants,
+        },
+        Scenario {
+            name: "api-replicas",
+            description: "three API servers over a 3-member store: compare-and-swap writers and list+watch clients while an API server and the store leader die",
+            default_duration_ms: 40_000,
+            build: api::faulty,
+            invariants: api::invariants,
         },
         Scenario {
             name: "selftest",
