@@ -30,6 +30,8 @@ pub enum Report {
     Workload(crate::store::workload::WorkloadReport),
     /// What an API workload client saw (for the api-replicas checkers).
     Api(crate::apiserver::workload::ApiReport),
+    /// A scripted API client's answer to one step (api-semantics checkers).
+    ApiScript(crate::apiserver::script::ScriptReport),
     /// A line for the user (a command-line actor's output); the real host prints it.
     Output {
         line: String,

@@ -65,6 +65,12 @@ impl ActorFactory<Message> for Registry {
                     config,
                 )?))
             }
+            crate::apiserver::script::KIND => {
+                let config: crate::apiserver::script::ScriptConfig =
+                    serde_json::from_str(&spec.config_json)
+                        .map_err(|e| format!("bad API script configuration: {e}"))?;
+                Ok(Box::new(crate::apiserver::script::ApiScript::new(config)?))
+            }
             other => Err(format!("unknown component kind {other:?}")),
         }
     }

@@ -42,3 +42,13 @@ fn api_replicas_are_deterministic() {
     let b = run_scenario(scenario, 9, 12_000, None, None, None).unwrap();
     assert_eq!(a.trace_hash, b.trace_hash);
 }
+
+/// Status codes, reasons and messages of the API server, step by step (conflicts,
+/// finalizers, validation, defaulting, generation, selectors, pagination).
+#[test]
+fn api_semantics_match_kubernetes() {
+    let scenario = scenarios::find("api-semantics").expect("scenario exists");
+    let summary =
+        run_scenario(scenario, 1, scenario.default_duration_ms, None, None, None).unwrap();
+    assert!(summary.ok, "{:?}", summary.invariants);
+}

@@ -177,6 +177,10 @@ pub struct ApiServer {
     next_op: u64,
     caches: BTreeMap<&'static str, Cache>,
     watchers: BTreeMap<(Address, u64), Watcher>,
+    /// System namespaces not yet confirmed to exist (the store may have no leader yet
+    /// when the API server starts: retried every second until done).
+    bootstrap_pending: Vec<String>,
+    ticks: u64,
     pub served: u64,
 }
 
@@ -298,6 +302,8 @@ impl ApiServer {
             next_op: 0,
             caches: BTreeMap::new(),
             watchers: BTreeMap::new(),
+            bootstrap_pending: SYSTEM_NAMESPACES.iter().map(|n| n.to_string()).collect(),
+            ticks: 0,
             served: 0,
         })
     }
@@ -625,6 +631,13 @@ impl ApiServer {
         let Some(mut op) = self.ops.remove(&op_id) else {
             return;
         };
+        if matches!(op.stage, Stage::Bootstrap) {
+            // Created now or already there: either way this namespace exists.
+            if let (Ok(_), Some(name)) = (&done.result, &op.request.name) {
+                self.bootstrap_pending.retain(|n| n != name);
+            }
+            return;
+        }
         let response = match done.result {
             Err(error) => Some(store_failure(&error)),
             Ok(result) => self.advance(ctx, out, op_id, &mut op, result),
@@ -1419,7 +1432,15 @@ impl ApiServer {
     fn bootstrap(&mut self, ctx: &mut Ctx<'_>, out: &mut Out) {
         // Every replica may do this: "create if absent" makes it idempotent.
         let now = ctx.now();
-        for name in SYSTEM_NAMESPACES {
+        let in_flight = self
+            .ops
+            .values()
+            .any(|op| matches!(op.stage, Stage::Bootstrap));
+        if in_flight {
+            return;
+        }
+        let pending = self.bootstrap_pending.clone();
+        for name in &pending {
             let object = json!({
                 "kind": "Namespace", "apiVersion": "v1",
                 "metadata": { "name": name, "uid": uid(ctx), "creationTimestamp": rfc3339(now.0) },
@@ -1436,7 +1457,7 @@ impl ApiServer {
                     resource: "namespaces".into(),
                     subresource: None,
                     namespace: None,
-                    name: Some((*name).into()),
+                    name: Some(name.clone()),
                     body: Vec::new(),
                     options: ListOptions::default(),
                 },
@@ -1585,6 +1606,10 @@ impl Actor for ApiServer {
                     self.on_cache_events(ctx, &mut out, watch, output);
                 }
                 self.bookmarks(ctx);
+                self.ticks += 1;
+                if !self.bootstrap_pending.is_empty() && self.ticks % 10 == 0 {
+                    self.bootstrap(ctx, &mut out);
+                }
             }
             Input::Message { from, msg } => match msg {
                 Message::Api(ApiMessage::Request { id, request }) => {

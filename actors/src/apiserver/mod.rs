@@ -15,6 +15,7 @@ pub mod defaults;
 pub mod messages;
 pub mod object;
 pub mod resources;
+pub mod script;
 pub mod selectors;
 pub mod validation;
 pub mod workload;

@@ -320,3 +320,365 @@ impl Invariant for ApiWritesResume {
         ))
     }
 }
+
+// ----- api-semantics: a scripted golden test through real API servers ----------------
+
+use keel_actors::apiserver::messages::{ApiRequest, ListOptions, Verb};
+use keel_actors::apiserver::script::{ScriptConfig, ScriptReport, ScriptStep, KIND as SCRIPT_KIND};
+use serde_json::json;
+
+struct Expect {
+    code: u16,
+    contains: &'static [&'static str],
+}
+
+fn api(
+    verb: Verb,
+    group: &str,
+    resource: &str,
+    namespace: Option<&str>,
+    name: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> ApiRequest {
+    ApiRequest {
+        verb,
+        group: group.into(),
+        version: "v1".into(),
+        resource: resource.into(),
+        subresource: None,
+        namespace: namespace.map(str::to_string),
+        name: name.map(str::to_string),
+        body: body
+            .map(|b| serde_json::to_vec(&b).unwrap_or_default())
+            .unwrap_or_default(),
+        options: ListOptions::default(),
+    }
+}
+
+fn deployment(replicas: i64) -> serde_json::Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": { "name": "web" },
+        "spec": {
+            "replicas": replicas,
+            "selector": { "matchLabels": { "app": "web" } },
+            "template": {
+                "metadata": { "labels": { "app": "web" } },
+                "spec": { "containers": [ { "name": "web", "image": "nginx:1.27" } ] }
+            }
+        }
+    })
+}
+
+/// The script and what each answer must be.
+fn script() -> Vec<(ScriptStep, Expect)> {
+    let ns = Some("default");
+    let step = |request: ApiRequest| ScriptStep {
+        request,
+        use_version_of: None,
+    };
+    let cm = |name: &str| json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": name, "labels": { "app": "x" } }, "data": { "k": "v" } });
+    let mut limited = api(Verb::List, "", "configmaps", ns, None, None);
+    limited.options.limit = 1;
+    let mut bad_selector = api(Verb::List, "", "configmaps", ns, None, None);
+    bad_selector.options.label_selector = "a in (".into();
+    let mut selected = api(Verb::List, "", "configmaps", ns, None, None);
+    selected.options.label_selector = "app=x".into();
+    let mut stale = cm("a");
+    stale["metadata"]["resourceVersion"] = json!("1");
+    vec![
+        (
+            step(api(Verb::Create, "", "configmaps", ns, None, Some(cm("a")))),
+            Expect {
+                code: 201,
+                contains: &["\"uid\"", "\"creationTimestamp\""],
+            },
+        ),
+        (
+            step(api(Verb::Create, "", "configmaps", ns, None, Some(cm("a")))),
+            Expect {
+                code: 409,
+                contains: &["configmaps \\\"a\\\" already exists", "AlreadyExists"],
+            },
+        ),
+        (
+            step(api(Verb::Get, "", "configmaps", ns, Some("a"), None)),
+            Expect {
+                code: 200,
+                contains: &["\"resourceVersion\""],
+            },
+        ),
+        (
+            step(api(
+                Verb::Update,
+                "",
+                "configmaps",
+                ns,
+                Some("a"),
+                Some(stale),
+            )),
+            Expect {
+                code: 409,
+                contains: &["the object has been modified", "Conflict"],
+            },
+        ),
+        (
+            ScriptStep {
+                request: api(Verb::Update, "", "configmaps", ns, Some("a"), Some(cm("a"))),
+                use_version_of: Some(2),
+            },
+            Expect {
+                code: 200,
+                contains: &[],
+            },
+        ),
+        (
+            step(api(
+                Verb::Create,
+                "",
+                "pods",
+                ns,
+                None,
+                Some(
+                    json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "bad" }, "spec": { "containers": [] } }),
+                ),
+            )),
+            Expect {
+                code: 422,
+                contains: &["Invalid", "spec.containers"],
+            },
+        ),
+        (
+            step(api(
+                Verb::Create,
+                "",
+                "configmaps",
+                Some("nope"),
+                None,
+                Some(cm("b")),
+            )),
+            Expect {
+                code: 404,
+                contains: &["namespaces \\\"nope\\\" not found"],
+            },
+        ),
+        (
+            step(selected),
+            Expect {
+                code: 200,
+                contains: &["\"kind\":\"ConfigMapList\"", "\"name\":\"a\""],
+            },
+        ),
+        (
+            step(api(
+                Verb::Create,
+                "",
+                "configmaps",
+                ns,
+                None,
+                Some(
+                    json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "f", "finalizers": ["example.com/hold"] } }),
+                ),
+            )),
+            Expect {
+                code: 201,
+                contains: &[],
+            },
+        ),
+        (
+            step(api(Verb::Delete, "", "configmaps", ns, Some("f"), None)),
+            Expect {
+                code: 200,
+                contains: &["deletionTimestamp"],
+            },
+        ),
+        (
+            step(api(Verb::Get, "", "configmaps", ns, Some("f"), None)),
+            Expect {
+                code: 200,
+                contains: &["deletionTimestamp"],
+            },
+        ),
+        (
+            ScriptStep {
+                request: api(
+                    Verb::Update,
+                    "",
+                    "configmaps",
+                    ns,
+                    Some("f"),
+                    Some(
+                        json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "f", "finalizers": [] } }),
+                    ),
+                ),
+                use_version_of: Some(10),
+            },
+            Expect {
+                code: 200,
+                contains: &[],
+            },
+        ),
+        (
+            step(api(Verb::Get, "", "configmaps", ns, Some("f"), None)),
+            Expect {
+                code: 404,
+                contains: &["NotFound"],
+            },
+        ),
+        (
+            step(api(
+                Verb::Create,
+                "apps",
+                "deployments",
+                ns,
+                None,
+                Some(deployment(1)),
+            )),
+            Expect {
+                code: 201,
+                contains: &[
+                    "\"maxSurge\":\"25%\"",
+                    "\"generation\":1",
+                    "\"revisionHistoryLimit\":10",
+                ],
+            },
+        ),
+        (
+            ScriptStep {
+                request: api(
+                    Verb::Update,
+                    "apps",
+                    "deployments",
+                    ns,
+                    Some("web"),
+                    Some(deployment(3)),
+                ),
+                use_version_of: Some(13),
+            },
+            Expect {
+                code: 200,
+                contains: &["\"generation\":2"],
+            },
+        ),
+        (
+            step(api(
+                Verb::Create,
+                "",
+                "configmaps",
+                ns,
+                None,
+                Some(
+                    json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "generateName": "gen-" } }),
+                ),
+            )),
+            Expect {
+                code: 201,
+                contains: &["\"name\":\"gen-"],
+            },
+        ),
+        (
+            step(limited),
+            Expect {
+                code: 200,
+                contains: &["\"continue\""],
+            },
+        ),
+        (
+            step(bad_selector),
+            Expect {
+                code: 400,
+                contains: &["BadRequest"],
+            },
+        ),
+        (
+            step(api(
+                Verb::Get,
+                "",
+                "namespaces",
+                None,
+                Some("kube-system"),
+                None,
+            )),
+            Expect {
+                code: 200,
+                contains: &["\"phase\":\"Active\""],
+            },
+        ),
+    ]
+}
+
+pub fn semantics(_seed: u64, _d: u64) -> Setup {
+    let mut all = machines();
+    all.retain(|m| m.name.starts_with('s') || m.name == "a1");
+    let steps: Vec<ScriptStep> = script().into_iter().map(|(s, _)| s).collect();
+    let config = ScriptConfig {
+        apiserver: Address::new("a1", API_KIND, 0),
+        steps,
+        start_after_ms: 3_000,
+        step_timeout_ms: 5_000,
+    };
+    all.push(Machine {
+        name: "c1".into(),
+        actors: vec![(
+            Address::new("c1", SCRIPT_KIND, 0),
+            spec(SCRIPT_KIND, &config),
+        )],
+    });
+    Setup {
+        machines: all,
+        network: NetworkConfig::default(),
+        faults: FaultSchedule::default(),
+    }
+}
+
+pub fn semantics_invariants(_schedule: &FaultSchedule) -> Vec<Box<dyn Invariant + Send>> {
+    vec![Box::new(ResponsesMatch::default())]
+}
+
+#[derive(Default)]
+pub struct ResponsesMatch {
+    answered: usize,
+}
+
+impl Invariant for ResponsesMatch {
+    fn name(&self) -> &'static str {
+        "responses-match"
+    }
+    fn observe(&mut self, observation: &Observation<'_>, _world: &World<'_>) -> Result<(), String> {
+        if let Observation::Emitted {
+            msg: Message::Report(Report::ApiScript(ScriptReport { step, code, body })),
+            ..
+        } = observation
+        {
+            let expected = script();
+            let Some((_, expect)) = expected.get(*step) else {
+                return Ok(());
+            };
+            self.answered += 1;
+            if *code != expect.code {
+                return Err(format!(
+                    "step {step}: expected {} but got {code}: {body}",
+                    expect.code
+                ));
+            }
+            for needle in expect.contains {
+                if !body.contains(needle) {
+                    return Err(format!("step {step}: the answer lacks {needle}: {body}"));
+                }
+            }
+        }
+        Ok(())
+    }
+    fn finish(&mut self, _world: &World<'_>) -> Result<String, String> {
+        let total = script().len();
+        if self.answered < total {
+            return Err(format!(
+                "only {} of {total} steps were answered",
+                self.answered
+            ));
+        }
+        Ok(format!(
+            "{total} requests answered with the expected codes and messages"
+        ))
+    }
+}

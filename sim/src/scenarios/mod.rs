@@ -75,6 +75,13 @@ pub fn all() -> &'static [Scenario] {
             invariants: api::invariants,
         },
         Scenario {
+            name: "api-semantics",
+            description: "a scripted client checks status codes and messages of one API server: conflicts, finalizers, validation, defaults, selectors, pagination",
+            default_duration_ms: 15_000,
+            build: api::semantics,
+            invariants: api::semantics_invariants,
+        },
+        Scenario {
             name: "selftest",
             description: "3 machines run the self-test protocol through partitions, a kill/restart, a pause, clock skew, loss and duplication",
             default_duration_ms: 30_000,
