@@ -1607,7 +1607,7 @@ impl Actor for ApiServer {
                 }
                 self.bookmarks(ctx);
                 self.ticks += 1;
-                if !self.bootstrap_pending.is_empty() && self.ticks % 10 == 0 {
+                if !self.bootstrap_pending.is_empty() && self.ticks.is_multiple_of(10) {
                     self.bootstrap(ctx, &mut out);
                 }
             }
