@@ -31,8 +31,8 @@ use crate::store::client::{ClientConfig, Completion, StoreClient, WatchOutput};
 use crate::store::messages::{StoreMessage, StoreRequest, StoreResponse, WatchCreate};
 use crate::store::types::{
     prefix_end, Compare, CompareResult, CompareTarget, DeleteRangeRequest,
-    EventType as StoreEventType, KeyValue, PutRequest, RangeRequest, RequestOp, StoreError,
-    TxnRequest,
+    EventType as StoreEventType, KeyValue, PutRequest, RangeRequest, RequestOp, ResponseOp,
+    StoreError, TxnRequest,
 };
 use keel_engine::{Actor, Address, Context, Input, Time};
 use rand::Rng;
@@ -68,6 +68,27 @@ pub struct ApiServerConfig {
     /// A bookmark to idle watchers that asked for them, this often.
     #[serde(default = "default_bookmark_ms")]
     pub bookmark_ms: u64,
+    /// Service cluster IPs come from 10.96.0.0/16 (10.96.0.1 is the `kubernetes`
+    /// service's); each allocation is a key in the store written in the same
+    /// transaction as the Service, so racing API servers never hand one out twice.
+    #[serde(default = "default_service_ip_base")]
+    pub service_ip_base: [u8; 2],
+    /// NodePorts come from this range (Kubernetes' default 30000-32767).
+    #[serde(default = "default_node_port_range")]
+    pub node_port_range: (u16, u16),
+    /// Attempts at picking a free IP or port before giving up.
+    #[serde(default = "default_allocation_attempts_max")]
+    pub allocation_attempts_max: u32,
+}
+
+fn default_service_ip_base() -> [u8; 2] {
+    [10, 96]
+}
+fn default_node_port_range() -> (u16, u16) {
+    (30000, 32767)
+}
+fn default_allocation_attempts_max() -> u32 {
+    32
 }
 
 fn default_watch_cache_events() -> usize {
@@ -99,6 +120,9 @@ impl ApiServerConfig {
             requests_max: default_requests_max(),
             update_attempts_max: default_update_attempts_max(),
             bookmark_ms: default_bookmark_ms(),
+            service_ip_base: default_service_ip_base(),
+            node_port_range: default_node_port_range(),
+            allocation_attempts_max: default_allocation_attempts_max(),
         }
     }
 
@@ -606,16 +630,11 @@ impl ApiServer {
                 })
             }
             _ => {
-                let object = op.prepared.clone().unwrap_or_default();
-                let name = meta_str(&object, "name").unwrap_or("").to_string();
-                let key = op
-                    .resource
-                    .key(op.request.namespace.as_deref(), &name)
-                    .into_bytes();
-                if let Some(op) = self.ops.get_mut(&op_id) {
-                    op.stage = Stage::CreateWrite;
-                }
-                txn_put_if(&key, CompareTarget::Version(0), body(&strip(&object)))
+                let mut op = self.ops.remove(&op_id).expect("the operation exists");
+                op.stage = Stage::CreateWrite;
+                let request = self.create_txn(ctx, &mut op);
+                self.ops.insert(op_id, op);
+                request
             }
         };
         if let Err(e) = self.store(out, now, op_id, request) {
@@ -696,13 +715,7 @@ impl ApiServer {
                             ));
                         }
                         op.stage = Stage::CreateWrite;
-                        let object = op.prepared.clone().unwrap_or_default();
-                        let name = meta_str(&object, "name").unwrap_or("").to_string();
-                        let key = resource
-                            .key(op.request.namespace.as_deref(), &name)
-                            .into_bytes();
-                        let request =
-                            txn_put_if(&key, CompareTarget::Version(0), body(&strip(&object)));
+                        let request = self.create_txn(ctx, op);
                         self.store(out, now, op_id, request)
                             .err()
                             .map(|e| store_failure(&e))
@@ -718,16 +731,21 @@ impl ApiServer {
                         "resourceVersion".into(),
                         json!(t.header_revision.to_string()),
                     );
-                    Some(ApiResponse {
+                    return Some(ApiResponse {
                         code: 201,
                         body: body(&object),
-                    })
-                } else {
+                    });
+                }
+                let exists = t
+                    .responses
+                    .iter()
+                    .any(|r| matches!(r, ResponseOp::Range(range) if range.count > 0));
+                if exists {
                     let message = format!(
                         "{} \"{name}\" already exists",
                         qualified(resource.plural, resource.group)
                     );
-                    Some(ApiResponse {
+                    return Some(ApiResponse {
                         code: 409,
                         body: status(
                             409,
@@ -735,8 +753,30 @@ impl ApiServer {
                             &message,
                             json!({ "name": name, "group": resource.group, "kind": resource.plural }),
                         ),
-                    })
+                    });
                 }
+                // The object is new but an IP or port it wanted was taken meanwhile.
+                if requested_allocations(&op.request) {
+                    let shown = clusterip_of(&op.request.body).unwrap_or_default();
+                    let causes = vec![validation::Cause::invalid(
+                        "spec.clusterIP",
+                        &validation::go_quote(&shown),
+                        "provided IP or port is already allocated",
+                    )];
+                    return Some(invalid(resource, &name, &causes));
+                }
+                op.attempts += 1;
+                if op.attempts >= self.config.allocation_attempts_max {
+                    return Some(failure(
+                        500,
+                        "InternalError",
+                        "no free cluster IP or node port found; the ranges may be full".into(),
+                    ));
+                }
+                let request = self.create_txn(ctx, op);
+                self.store(out, now, op_id, request)
+                    .err()
+                    .map(|e| store_failure(&e))
             }
             (Stage::UpdateRead, StoreResponse::Range(r)) => {
                 let Some(kv) = r.kvs.first() else {
@@ -821,7 +861,16 @@ impl ApiServer {
                         .err()
                         .map(|e| store_failure(&e))
                 } else {
-                    let request = delete_if(&key, kv.mod_revision);
+                    let mut request = delete_if(&key, kv.mod_revision);
+                    if let StoreRequest::Txn(txn) = &mut request {
+                        for freed in allocation_keys(&object) {
+                            txn.success.push(RequestOp::DeleteRange(DeleteRangeRequest {
+                                key: freed,
+                                range_end: Vec::new(),
+                                prev_kv: false,
+                            }));
+                        }
+                    }
                     op.stage = Stage::DeleteWrite { old: object };
                     self.store(out, now, op_id, request)
                         .err()
@@ -1478,6 +1527,142 @@ impl ApiServer {
             }
         }
     }
+}
+
+impl ApiServer {
+    /// The create transaction: "if absent, write" — for a Service also "if its cluster
+    /// IP and node ports are free, take them", choosing free-looking ones at random
+    /// from the seeded RNG. The failure branch reads the key so a failed create can
+    /// tell "already exists" from "an allocation was taken".
+    fn create_txn(&mut self, ctx: &mut Ctx<'_>, op: &mut Op) -> StoreRequest {
+        let mut object = op.prepared.clone().unwrap_or_default();
+        if op.resource.kind == "Service" {
+            self.allocate(ctx, &op.request, &mut object);
+            op.prepared = Some(object.clone());
+        }
+        let name = meta_str(&object, "name").unwrap_or("").to_string();
+        let key = op
+            .resource
+            .key(op.request.namespace.as_deref(), &name)
+            .into_bytes();
+        let absent = |key: Vec<u8>| Compare {
+            key,
+            range_end: Vec::new(),
+            result: CompareResult::Equal,
+            target: CompareTarget::Version(0),
+        };
+        let mut compare = vec![absent(key.clone())];
+        let mut success = vec![RequestOp::Put(PutRequest {
+            key: key.clone(),
+            value: body(&strip(&object)),
+            ..Default::default()
+        })];
+        let owner = format!(
+            "{}/{name}",
+            op.request.namespace.clone().unwrap_or_default()
+        )
+        .into_bytes();
+        for allocation in allocation_keys(&object) {
+            compare.push(absent(allocation.clone()));
+            success.push(RequestOp::Put(PutRequest {
+                key: allocation,
+                value: owner.clone(),
+                ..Default::default()
+            }));
+        }
+        StoreRequest::Txn(TxnRequest {
+            compare,
+            success,
+            failure: vec![RequestOp::Range(RangeRequest {
+                key,
+                count_only: true,
+                ..Default::default()
+            })],
+        })
+    }
+
+    /// Fills `spec.clusterIP(s)` and node ports that the client left empty.
+    fn allocate(&mut self, ctx: &mut Ctx<'_>, request: &ApiRequest, object: &mut Value) {
+        let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) else {
+            return;
+        };
+        let kind = spec
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("ClusterIP")
+            .to_string();
+        if kind == "ExternalName" {
+            return;
+        }
+        let user_ip = clusterip_of(&request.body);
+        if user_ip.is_none() {
+            let [a, b] = self.config.service_ip_base;
+            // Hosts 0.2 .. 255.254 of the /16: 0.0 is the network, 0.1 the apiserver's.
+            let host: u16 = ctx.rng().gen_range(2..65_535);
+            let ip = format!("{a}.{b}.{}.{}", host >> 8, host & 0xff);
+            spec.insert("clusterIP".into(), json!(ip));
+            spec.insert("clusterIPs".into(), json!([ip]));
+        }
+        if kind == "NodePort" || kind == "LoadBalancer" {
+            let (low, high) = self.config.node_port_range;
+            if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+                for port in ports.iter_mut() {
+                    if port.get("nodePort").and_then(Value::as_u64).is_none() {
+                        let chosen = ctx.rng().gen_range(low..=high);
+                        port["nodePort"] = json!(chosen);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The allocation keys a Service holds: its cluster IP and node ports.
+fn allocation_keys(object: &Value) -> Vec<Vec<u8>> {
+    let mut keys = Vec::new();
+    if object.get("kind").and_then(Value::as_str) != Some("Service") {
+        return keys;
+    }
+    let spec = &object["spec"];
+    if let Some(ip) = spec.get("clusterIP").and_then(Value::as_str) {
+        if !ip.is_empty() && ip != "None" {
+            keys.push(format!("/registry/core/serviceipallocations/{ip}").into_bytes());
+        }
+    }
+    if let Some(ports) = spec.get("ports").and_then(Value::as_array) {
+        for port in ports {
+            if let Some(node_port) = port.get("nodePort").and_then(Value::as_u64) {
+                let protocol = port
+                    .get("protocol")
+                    .and_then(Value::as_str)
+                    .unwrap_or("TCP");
+                keys.push(
+                    format!("/registry/core/nodeportallocations/{protocol}/{node_port}")
+                        .into_bytes(),
+                );
+            }
+        }
+    }
+    keys
+}
+
+fn clusterip_of(request_body: &[u8]) -> Option<String> {
+    let object: Value = serde_json::from_slice(request_body).ok()?;
+    object["spec"]["clusterIP"]
+        .as_str()
+        .filter(|ip| !ip.is_empty())
+        .map(str::to_string)
+}
+
+/// Whether the client chose the IP or node ports itself (a collision is then its error).
+fn requested_allocations(request: &ApiRequest) -> bool {
+    let Ok(object) = serde_json::from_slice::<Value>(&request.body) else {
+        return false;
+    };
+    clusterip_of(&request.body).is_some_and(|ip| ip != "None")
+        || object["spec"]["ports"]
+            .as_array()
+            .is_some_and(|ports| ports.iter().any(|p| p.get("nodePort").is_some()))
 }
 
 fn cache_revision(caches: &BTreeMap<&'static str, Cache>, resource: &Resource) -> i64 {

@@ -370,6 +370,18 @@ fn deployment(replicas: i64) -> serde_json::Value {
     })
 }
 
+fn service(name: &str, ip: Option<&str>, kind: &str) -> serde_json::Value {
+    let mut service = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": { "name": name },
+        "spec": { "type": kind, "selector": { "app": "web" }, "ports": [ { "port": 80 } ] }
+    });
+    if let Some(ip) = ip {
+        service["spec"]["clusterIP"] = json!(ip);
+    }
+    service
+}
+
 /// The script and what each answer must be.
 fn script() -> Vec<(ScriptStep, Expect)> {
     let ns = Some("default");
@@ -588,6 +600,83 @@ fn script() -> Vec<(ScriptStep, Expect)> {
             Expect {
                 code: 400,
                 contains: &["BadRequest"],
+            },
+        ),
+        (
+            step(api(
+                Verb::Create,
+                "",
+                "services",
+                ns,
+                None,
+                Some(service("auto", None, "ClusterIP")),
+            )),
+            Expect {
+                code: 201,
+                contains: &["\"clusterIP\":\"10.96.", "\"sessionAffinity\":\"None\""],
+            },
+        ),
+        (
+            step(api(
+                Verb::Create,
+                "",
+                "services",
+                ns,
+                None,
+                Some(service("np", None, "NodePort")),
+            )),
+            Expect {
+                code: 201,
+                contains: &["\"nodePort\":3"],
+            },
+        ),
+        (
+            step(api(
+                Verb::Create,
+                "",
+                "services",
+                ns,
+                None,
+                Some(service("fixed", Some("10.96.200.200"), "ClusterIP")),
+            )),
+            Expect {
+                code: 201,
+                contains: &["10.96.200.200"],
+            },
+        ),
+        (
+            step(api(
+                Verb::Create,
+                "",
+                "services",
+                ns,
+                None,
+                Some(service("fixed2", Some("10.96.200.200"), "ClusterIP")),
+            )),
+            Expect {
+                code: 422,
+                contains: &["already allocated"],
+            },
+        ),
+        (
+            step(api(Verb::Delete, "", "services", ns, Some("fixed"), None)),
+            Expect {
+                code: 200,
+                contains: &[],
+            },
+        ),
+        (
+            step(api(
+                Verb::Create,
+                "",
+                "services",
+                ns,
+                None,
+                Some(service("fixed3", Some("10.96.200.200"), "ClusterIP")),
+            )),
+            Expect {
+                code: 201,
+                contains: &["10.96.200.200"],
             },
         ),
         (
