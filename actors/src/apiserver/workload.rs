@@ -43,6 +43,12 @@ pub enum ApiReport {
         client: u64,
         written: i64,
     },
+    /// A Service was created and given this cluster IP.
+    ServiceIp {
+        client: u64,
+        name: String,
+        ip: String,
+    },
     /// A write whose outcome is unknown (timeout, 5xx).
     Unsure {
         client: u64,
@@ -122,8 +128,13 @@ fn revision_of(object: &Value) -> i64 {
 
 impl ApiWorkload {
     pub fn new(config: ApiWorkloadConfig) -> Result<Self, String> {
-        if config.apiservers.is_empty() || !matches!(config.role.as_str(), "writer" | "watcher") {
-            return Err("an API workload needs API servers and a role of writer or watcher".into());
+        if config.apiservers.is_empty()
+            || !matches!(config.role.as_str(), "writer" | "watcher" | "services")
+        {
+            return Err(
+                "an API workload needs API servers and a role of writer, watcher or services"
+                    .into(),
+            );
         }
         Ok(ApiWorkload {
             config,
@@ -171,6 +182,16 @@ impl ApiWorkload {
                 Pending::Read,
                 request(Verb::Get, Some("shared"), None, ListOptions::default()),
             ),
+            "services" => {
+                let service = json!({
+                    "apiVersion": "v1", "kind": "Service",
+                    "metadata": { "generateName": format!("svc-{}-", self.config.client) },
+                    "spec": { "selector": { "app": "x" }, "ports": [ { "port": 80 } ] }
+                });
+                let mut create = request(Verb::Create, None, Some(service), ListOptions::default());
+                create.resource = "services".into();
+                self.send(ctx, Pending::Create, create);
+            }
             _ => self.send(
                 ctx,
                 Pending::List,
@@ -258,13 +279,32 @@ impl ApiWorkload {
             }
             Pending::Create => {
                 match response.code {
-                    201 => self.report(
-                        ctx,
-                        ApiReport::Created {
-                            client,
-                            written: revision_of(&object),
-                        },
-                    ),
+                    201 => {
+                        // Services report their IP; ConfigMaps their revision (what the
+                        // ConfigMap watchers must see).
+                        if let Some(ip) = object["spec"]["clusterIP"].as_str() {
+                            let name = object["metadata"]["name"]
+                                .as_str()
+                                .unwrap_or("")
+                                .to_string();
+                            self.report(
+                                ctx,
+                                ApiReport::ServiceIp {
+                                    client,
+                                    name,
+                                    ip: ip.to_string(),
+                                },
+                            );
+                        } else {
+                            self.report(
+                                ctx,
+                                ApiReport::Created {
+                                    client,
+                                    written: revision_of(&object),
+                                },
+                            )
+                        }
+                    }
                     code if code >= 500 => self.report(ctx, ApiReport::Unsure { client }),
                     _ => {}
                 }

@@ -60,6 +60,9 @@ pub fn machines() -> Vec<Machine> {
         ("c2", 3, "writer"),
         ("c2", 4, "watcher"),
         ("c1", 5, "watcher"),
+        ("c1", 6, "services"),
+        ("c2", 7, "services"),
+        ("c2", 8, "services"),
     ];
     let mut by_machine: BTreeMap<&str, Vec<(Address, ActorSpec)>> = BTreeMap::new();
     for (machine, client, role) in roles {
@@ -67,7 +70,7 @@ pub fn machines() -> Vec<Machine> {
             client,
             apiservers: apiservers.clone(),
             role: role.into(),
-            think_ms: 30,
+            think_ms: if role == "services" { 300 } else { 30 },
             timeout_ms: 3_000,
         };
         by_machine.entry(machine).or_default().push((
@@ -143,6 +146,7 @@ pub fn invariants(_schedule: &FaultSchedule) -> Vec<Box<dyn Invariant + Send>> {
         Box::new(OneWinnerPerVersion::default()),
         Box::new(WatchNoSilentGap::default()),
         Box::new(ApiWritesResume::default()),
+        Box::new(ClusterIpsUnique::default()),
         Box::new(OneLeaderPerTerm::default()),
         Box::new(AppliedStateAgrees::default()),
     ]
@@ -278,6 +282,37 @@ impl Invariant for WatchNoSilentGap {
             "{events} events over {} sessions, none skipped; {} sessions ended and re-listed",
             self.sessions.len(),
             self.ended
+        ))
+    }
+}
+
+/// Services created concurrently through different API servers never share an IP.
+#[derive(Default)]
+pub struct ClusterIpsUnique {
+    owners: BTreeMap<String, String>,
+}
+
+impl Invariant for ClusterIpsUnique {
+    fn name(&self) -> &'static str {
+        "cluster-ips-unique"
+    }
+    fn observe(&mut self, observation: &Observation<'_>, _world: &World<'_>) -> Result<(), String> {
+        if let Some(ApiReport::ServiceIp { name, ip, .. }) = api_report(observation) {
+            if let Some(other) = self.owners.insert(ip.clone(), name.clone()) {
+                if &other != name {
+                    return Err(format!("services {other} and {name} were both given {ip}"));
+                }
+            }
+        }
+        Ok(())
+    }
+    fn finish(&mut self, _world: &World<'_>) -> Result<String, String> {
+        if self.owners.is_empty() {
+            return Err("no service was created".into());
+        }
+        Ok(format!(
+            "{} services created through racing API servers, every cluster IP distinct",
+            self.owners.len()
         ))
     }
 }
