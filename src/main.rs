@@ -40,6 +40,10 @@ enum Command {
     Store(commands::store::StoreArgs),
     /// Benchmarks with hdrhistogram percentiles: `keel bench store [--compare-etcd]`.
     Bench(commands::bench::BenchArgs),
+    /// Run an API server over a store cluster (bus only; the HTTPS edge comes later).
+    Apiserver(commands::api::ApiServerArgs),
+    /// A bus client of the API servers running workload roles; prints reports as JSON lines.
+    ApiClient(commands::api::ApiClientArgs),
     /// Print keel's version, wire and trace format versions.
     Version,
 }
@@ -56,6 +60,8 @@ fn main() -> ExitCode {
         Command::Selftest(args) => commands::node::run(args),
         Command::Store(args) => commands::store::run(args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::Apiserver(args) => commands::api::run_apiserver(args),
+        Command::ApiClient(args) => commands::api::run_client(args),
         Command::Version => commands::version(),
     };
     ExitCode::from(code)

@@ -84,6 +84,9 @@ pub struct NodeConfig {
     /// More addresses the bus listens on (e.g. a member's client address), same protocol.
     #[serde(default)]
     pub extra_listen: Vec<SocketAddr>,
+    /// Print every report actors emit as a JSON line on stdout.
+    #[serde(default)]
+    pub print_reports: bool,
 }
 
 impl NodeConfig {
@@ -267,6 +270,7 @@ struct Shared {
     transport: Transport,
     trace: RefCell<Option<TraceSink>>,
     stats: Cell<HostStats>,
+    print_reports: bool,
     /// Set by the first `Report::Done` an actor emits; wakes `wait_for_stop`.
     done: RefCell<Option<CommandResult>>,
     done_signal: Rc<tokio::sync::Notify>,
@@ -341,7 +345,16 @@ impl Shared {
                     self.done_signal.notify_one();
                 }
             }
-            other => tracing::trace!(actor = %from, report = ?other, "report"),
+            other => {
+                if self.print_reports {
+                    // One JSON line per report, for tests and tools that watch a node.
+                    if let Ok(line) = serde_json::to_string(other) {
+                        println!("{line}");
+                    }
+                } else {
+                    tracing::trace!(actor = %from, report = ?other, "report");
+                }
+            }
         }
     }
 
@@ -700,6 +713,7 @@ async fn run_node_inside_system(config: NodeConfig) -> Result<NodeReport, Runtim
         transport: transport.clone(),
         trace: RefCell::new(trace),
         stats: Cell::new(HostStats::default()),
+        print_reports: config.print_reports,
         done: RefCell::new(None),
         done_signal: Rc::new(tokio::sync::Notify::new()),
     });
@@ -893,6 +907,7 @@ mod tests {
             run_for_ms: Some(run_for_ms),
             extra_listen: Vec::new(),
             storage: StorageEngine::Sled,
+            print_reports: false,
         }
     }
 

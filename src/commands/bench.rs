@@ -204,6 +204,7 @@ fn bench_keel(args: &StoreBenchArgs, dir: &Path, phase_ms: u64) -> Result<System
         run_for_ms: Some(30_000 + 2 * phase_ms + 30_000),
         extra_listen: Vec::new(),
         storage: Default::default(),
+        print_reports: false,
     };
     progress(&format!(
         "keel: {} clients, {}-byte values, {} s of puts then {} s of linearizable gets",

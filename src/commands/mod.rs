@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 a run that failed its checks (or a replay that diverged),
 //! 2 bad input (flags, files), reported as one line on stderr.
 
+pub mod api;
 pub mod bench;
 pub mod node;
 pub mod replay;

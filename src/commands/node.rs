@@ -105,6 +105,7 @@ pub fn run(args: NodeArgs) -> u8 {
         run_for_ms,
         extra_listen: Vec::new(),
         storage: Default::default(),
+        print_reports: false,
     };
     match run_node(config) {
         Ok(report) => {

@@ -258,6 +258,7 @@ fn run_daemon(args: DaemonArgs) -> u8 {
         extra_listen: args.listen_client.into_iter().collect(),
         // Many small synced writes (the raft log): the write-ahead log engine.
         storage: keel_runtimes::StorageEngine::Wal,
+        print_reports: false,
     };
     match run_node(node_config) {
         Ok(report) => match &report.result {
@@ -434,6 +435,7 @@ fn run_client(command: StoreCommand) -> u8 {
         run_for_ms: (!watching).then_some(timeout_ms + 2_000),
         extra_listen: Vec::new(),
         storage: Default::default(),
+        print_reports: false,
     };
     let outcome = run_node(config);
     let _ = std::fs::remove_dir_all(&data_dir);

@@ -180,6 +180,13 @@ struct Cache {
     window: VecDeque<(i64, EventType, Value)>,
     /// Watchers waiting for the initial load.
     waiting: Vec<(Address, u64)>,
+    /// Every event after this revision is in `window` (the cache can resume a watch
+    /// from any version at or after it).
+    window_start: i64,
+    /// The revision the load in flight reads at (0: current).
+    loading_from: i64,
+    /// A historical load failed (compacted): load the current state instead.
+    historical_failed: bool,
 }
 
 struct Watcher {
@@ -1132,6 +1139,9 @@ impl ApiServer {
                 objects: BTreeMap::new(),
                 window: VecDeque::new(),
                 waiting: Vec::new(),
+                loading_from: 0,
+                historical_failed: false,
+                window_start: 0,
             });
         if cache.ready {
             self.begin_watcher(ctx, &key);
@@ -1146,13 +1156,30 @@ impl ApiServer {
     /// Lists the resource and starts the store watch that keeps the cache current.
     fn load_cache(&mut self, ctx: &mut Ctx<'_>, out: &mut Out, resource: &'static Resource) {
         let now = ctx.now();
+        // Load the cache as of the oldest version a waiting watcher resumes from (the
+        // store keeps history until compaction), so a watcher that moved here from a
+        // dead API server resumes without a gap instead of getting 410. A failed
+        // historical read falls back to the current state.
+        let mut from = 0;
         if let Some(cache) = self.caches.get_mut(cache_key(resource)) {
             cache.loading = true;
+            if !cache.historical_failed {
+                from = cache
+                    .waiting
+                    .iter()
+                    .filter_map(|key| self.watchers.get(key))
+                    .filter_map(|w| w.start.parse::<i64>().ok())
+                    .filter(|v| *v > 0)
+                    .min()
+                    .unwrap_or(0);
+            }
+            cache.loading_from = from;
         }
         let prefix = resource.prefix(None).into_bytes();
         let request = StoreRequest::Range(RangeRequest {
             range_end: prefix_end(&prefix),
             key: prefix,
+            revision: from,
             ..Default::default()
         });
         let op_id = self.new_op(
@@ -1215,6 +1242,7 @@ impl ApiServer {
             })
             .collect();
         cache.revision = revision;
+        cache.window_start = revision;
         cache.window.clear();
         cache.store_watch = store_watch;
         cache.ready = true;
@@ -1239,11 +1267,7 @@ impl ApiServer {
         let mut events: Vec<(EventType, Value, i64)> = Vec::new();
         match start.parse::<i64>() {
             Ok(version) if version > 0 => {
-                let oldest_known = cache
-                    .window
-                    .front()
-                    .map(|(r, _, _)| *r - 1)
-                    .unwrap_or(cache.revision);
+                let oldest_known = cache.window_start;
                 if version < oldest_known {
                     let message =
                         format!("too old resource version: {version} ({})", cache.revision);
@@ -1418,7 +1442,9 @@ impl ApiServer {
                         cache.revision = cache.revision.max(revision);
                         cache.window.push_back((revision, kind, object.clone()));
                         while cache.window.len() > self.config.watch_cache_events {
-                            cache.window.pop_front();
+                            if let Some((dropped, _, _)) = cache.window.pop_front() {
+                                cache.window_start = dropped;
+                            }
                         }
                     }
                     for key in &watcher_keys {
@@ -1848,11 +1874,18 @@ impl ApiServer {
                 self.ops.remove(&done.tag);
                 match done.result {
                     Ok(StoreResponse::Range(r)) => {
-                        self.cache_loaded(ctx, out, resource, r.kvs, r.header_revision)
+                        let from = self
+                            .caches
+                            .get(cache_key(resource))
+                            .map(|c| c.loading_from)
+                            .unwrap_or(0);
+                        let revision = if from > 0 { from } else { r.header_revision };
+                        self.cache_loaded(ctx, out, resource, r.kvs, revision)
                     }
                     _ => {
                         if let Some(cache) = self.caches.get_mut(cache_key(resource)) {
                             cache.loading = false;
+                            cache.historical_failed = cache.loading_from > 0;
                         }
                         // Try again on the next watch request or tick.
                         self.load_cache(ctx, out, resource);

@@ -78,7 +78,13 @@ pub enum ApiReport {
 pub enum WorkloadTimer {
     Next,
     Timeout(u64),
+    /// Checks that an established watch still hears something (events or bookmarks).
+    WatchCheck,
 }
+
+/// A watch that hears nothing for this long is presumed dead (its API server died):
+/// the watcher lists and watches again through the next server.
+const WATCH_SILENCE_MS: u64 = 8_000;
 
 enum Pending {
     Read,
@@ -96,6 +102,10 @@ pub struct ApiWorkload {
     session: u64,
     watch_id: u64,
     watch_seq: u64,
+    watch_heard: Time,
+    /// The newest resourceVersion the current session has seen.
+    last_revision: i64,
+    resume_from: Option<i64>,
 }
 
 fn request(
@@ -144,6 +154,9 @@ impl ApiWorkload {
             session: 0,
             watch_id: 0,
             watch_seq: 0,
+            watch_heard: Time(0),
+            last_revision: 0,
+            resume_from: None,
         })
     }
 
@@ -192,11 +205,14 @@ impl ApiWorkload {
                 create.resource = "services".into();
                 self.send(ctx, Pending::Create, create);
             }
-            _ => self.send(
-                ctx,
-                Pending::List,
-                request(Verb::List, None, None, ListOptions::default()),
-            ),
+            _ => match self.resume_from.take() {
+                Some(from) => self.start_watch(ctx, from),
+                None => self.send(
+                    ctx,
+                    Pending::List,
+                    request(Verb::List, None, None, ListOptions::default()),
+                ),
+            },
         }
     }
 
@@ -318,31 +334,11 @@ impl ApiWorkload {
                     .as_str()
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0);
-                self.session += 1;
-                self.next_id += 1;
-                self.watch_id = self.next_id;
-                self.watch_seq = 0;
-                self.report(
-                    ctx,
-                    ApiReport::WatchStarted {
-                        client,
-                        session: self.session,
-                        from,
-                    },
-                );
-                let options = ListOptions {
-                    resource_version: from.to_string(),
-                    watch_id: self.watch_id,
-                    allow_watch_bookmarks: true,
-                    ..Default::default()
-                };
-                self.send(
-                    ctx,
-                    Pending::Watch,
-                    request(Verb::Watch, None, None, options),
-                );
+                self.start_watch(ctx, from);
             }
             Pending::Watch => {
+                self.watch_heard = ctx.now();
+                ctx.set_timer(WorkloadTimer::WatchCheck, Duration::from_millis(1_000));
                 if response.code != 200 {
                     self.end_session(ctx, format!("watch refused with {}", response.code));
                 }
@@ -351,7 +347,41 @@ impl ApiWorkload {
         }
     }
 
+    /// Watches from `from` in a new session (after a list, or to resume where a dead
+    /// server's watch stopped: the next server replays from its watch cache, or answers
+    /// 410 and the watcher lists again).
+    fn start_watch(&mut self, ctx: &mut Context<'_, Message, WorkloadTimer>, from: i64) {
+        self.session += 1;
+        self.next_id += 1;
+        self.watch_id = self.next_id;
+        self.watch_seq = 0;
+        self.last_revision = from;
+        let client = self.config.client;
+        self.report(
+            ctx,
+            ApiReport::WatchStarted {
+                client,
+                session: self.session,
+                from,
+            },
+        );
+        let options = ListOptions {
+            resource_version: from.to_string(),
+            watch_id: self.watch_id,
+            allow_watch_bookmarks: true,
+            ..Default::default()
+        };
+        self.send(
+            ctx,
+            Pending::Watch,
+            request(Verb::Watch, None, None, options),
+        );
+    }
+
     fn end_session(&mut self, ctx: &mut Context<'_, Message, WorkloadTimer>, reason: String) {
+        // Resume from the last version seen, unless the server said it is too old.
+        self.resume_from =
+            (!reason.contains("410") && self.last_revision > 0).then_some(self.last_revision);
         let to = self.config.apiservers[self.cursor % self.config.apiservers.len()].clone();
         ctx.send(
             to,
@@ -390,6 +420,10 @@ impl ApiWorkload {
             );
         }
         self.watch_seq = seq;
+        self.watch_heard = ctx.now();
+        if event.kind != EventType::Error {
+            self.last_revision = self.last_revision.max(event.resource_version);
+        }
         ctx.send(from, Message::Api(ApiMessage::EventAck { watch_id, seq }));
         match event.kind {
             EventType::Error => self.end_session(ctx, "the server ended the watch (410)".into()),
@@ -430,6 +464,19 @@ impl Actor for ApiWorkload {
                 ctx.set_timer(WorkloadTimer::Next, Duration::from_millis(500));
             }
             Input::Timer(WorkloadTimer::Next) => self.next(ctx),
+            Input::Timer(WorkloadTimer::WatchCheck) => {
+                if self.watch_id != 0 {
+                    if ctx.now().since(self.watch_heard) >= Duration::from_millis(WATCH_SILENCE_MS)
+                    {
+                        self.end_session(
+                            ctx,
+                            "the watch went silent (its API server may be gone)".into(),
+                        );
+                    } else {
+                        ctx.set_timer(WorkloadTimer::WatchCheck, Duration::from_millis(1_000));
+                    }
+                }
+            }
             Input::Timer(WorkloadTimer::Timeout(id)) => {
                 if self.pending.as_ref().is_some_and(|(p, _, _)| *p == id) {
                     let (_, pending, _) = self.pending.take().expect("checked above");

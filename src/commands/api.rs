@@ -1,0 +1,149 @@
+//! `keel apiserver`: an API server daemon over a store cluster; and `keel api-client`,
+//! a bus client that runs API workload roles and prints what it sees as JSON lines
+//! (the HTTPS edge for kubectl comes with a later issue).
+
+use super::store::parse_members;
+use super::{bad_input, parse_duration, EXIT_OK};
+use keel_actors::apiserver::workload::{ApiWorkloadConfig, KIND as WORKLOAD_KIND};
+use keel_actors::apiserver::{ApiServerConfig, KIND as API_KIND};
+use keel_engine::{ActorSpec, Address, NodeId};
+use keel_runtimes::{run_node, NodeConfig, TransportConfig};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct ApiServerArgs {
+    /// This API server's name (its bus node name).
+    #[arg(long)]
+    name: String,
+    /// Where the bus listens for clients.
+    #[arg(long)]
+    listen: SocketAddr,
+    /// The store members' client addresses, as NAME=HOST:PORT, comma-separated.
+    #[arg(long)]
+    store: String,
+    /// A directory for the node (the API server itself keeps nothing durable).
+    #[arg(long)]
+    data_dir: PathBuf,
+    #[arg(long, default_value = "10s")]
+    status_interval: String,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ApiClientArgs {
+    /// The API servers, as NAME=HOST:PORT, comma-separated.
+    #[arg(long)]
+    apiservers: String,
+    /// Roles to run, comma-separated: writer, watcher, services.
+    #[arg(long, default_value = "writer,watcher")]
+    roles: String,
+    /// Stop after this long.
+    #[arg(long, default_value = "10s")]
+    duration: String,
+}
+
+fn start(config: NodeConfig) -> u8 {
+    match run_node(config) {
+        Ok(_) => EXIT_OK,
+        Err(e) => bad_input(e),
+    }
+}
+
+pub fn run_apiserver(args: ApiServerArgs) -> u8 {
+    super::init_logging("info");
+    let stores = match parse_members(&args.store, "--store") {
+        Ok(s) => s,
+        Err(e) => return bad_input(e),
+    };
+    let status_interval_ms = match parse_duration(&args.status_interval) {
+        Ok(d) => d.as_millis() as u64,
+        Err(e) => return bad_input(e),
+    };
+    let config = ApiServerConfig::new(
+        stores
+            .iter()
+            .map(|(n, _)| Address::new(n.as_str(), keel_actors::store::KIND, 0))
+            .collect(),
+    );
+    let node = NodeId::new(args.name.as_str());
+    start(NodeConfig {
+        node: node.clone(),
+        listen: args.listen,
+        peers: stores.into_iter().collect(),
+        data_dir: args.data_dir,
+        actors: vec![(
+            Address::new(node.as_str(), API_KIND, 0),
+            ActorSpec {
+                kind: API_KIND.into(),
+                config_json: serde_json::to_string(&config).unwrap_or_default(),
+            },
+        )],
+        record: None,
+        transport: TransportConfig::default(),
+        status_interval_ms,
+        run_for_ms: None,
+        extra_listen: Vec::new(),
+        storage: Default::default(),
+        print_reports: false,
+    })
+}
+
+pub fn run_client(args: ApiClientArgs) -> u8 {
+    super::init_logging("error");
+    let servers = match parse_members(&args.apiservers, "--apiservers") {
+        Ok(s) => s,
+        Err(e) => return bad_input(e),
+    };
+    let duration_ms = match parse_duration(&args.duration) {
+        Ok(d) => d.as_millis() as u64,
+        Err(e) => return bad_input(e),
+    };
+    let roles: Vec<String> = args
+        .roles
+        .split(',')
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty())
+        .collect();
+    let node = NodeId::new(format!("keel-api-client-{}", std::process::id()));
+    let apiservers: Vec<Address> = servers
+        .iter()
+        .map(|(n, _)| Address::new(n.as_str(), API_KIND, 0))
+        .collect();
+    let mut actors = Vec::new();
+    for (index, role) in roles.iter().enumerate() {
+        let config = ApiWorkloadConfig {
+            client: index as u64 + 1,
+            apiservers: apiservers.clone(),
+            role: role.clone(),
+            think_ms: 50,
+            timeout_ms: 2_000,
+        };
+        if let Err(e) = keel_actors::apiserver::workload::ApiWorkload::new(config.clone()) {
+            return bad_input(e);
+        }
+        actors.push((
+            Address::new(node.as_str(), WORKLOAD_KIND, index as u32),
+            ActorSpec {
+                kind: WORKLOAD_KIND.into(),
+                config_json: serde_json::to_string(&config).unwrap_or_default(),
+            },
+        ));
+    }
+    let data_dir = std::env::temp_dir().join(node.as_str());
+    let code = start(NodeConfig {
+        node,
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        peers: servers.into_iter().collect(),
+        data_dir: data_dir.clone(),
+        actors,
+        record: None,
+        transport: TransportConfig::default(),
+        status_interval_ms: 3_600_000,
+        run_for_ms: Some(duration_ms),
+        extra_listen: Vec::new(),
+        storage: Default::default(),
+        print_reports: true,
+    });
+    let _ = std::fs::remove_dir_all(&data_dir);
+    code
+}
