@@ -53,13 +53,13 @@ fn client_survives_losing_an_api_server_without_losing_watch_events() {
         ]));
     }
     let mut apiservers = Vec::new();
-    for i in 0..2 {
+    for (i, port) in api.iter().enumerate() {
         apiservers.push(spawn(&[
             "apiserver".into(),
             "--name".into(),
             format!("a{}", i + 1),
             "--listen".into(),
-            format!("127.0.0.1:{}", api[i]),
+            format!("127.0.0.1:{port}"),
             "--store".into(),
             endpoints.join(","),
             "--data-dir".into(),
