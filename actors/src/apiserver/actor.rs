@@ -698,10 +698,18 @@ impl ApiServer {
         let now = ctx.now();
         match (&op.stage, result) {
             (Stage::Get, StoreResponse::Range(r)) => Some(match r.kvs.first() {
-                Some(kv) => ApiResponse {
-                    code: 200,
-                    body: body(&present(resource, &kv.value, kv.mod_revision)),
-                },
+                Some(kv) => {
+                    let object = present(resource, &kv.value, kv.mod_revision);
+                    let object = if op.request.subresource.as_deref() == Some("scale") {
+                        scale_of(&object)
+                    } else {
+                        object
+                    };
+                    ApiResponse {
+                        code: 200,
+                        body: body(&object),
+                    }
+                }
                 None => not_found(resource, &name),
             }),
             (Stage::List, StoreResponse::Range(r)) => {
@@ -819,6 +827,9 @@ impl ApiServer {
                         "resourceVersion".into(),
                         json!(t.header_revision.to_string()),
                     );
+                    if op.request.subresource.as_deref() == Some("scale") {
+                        object = scale_of(&object);
+                    }
                     return Some(ApiResponse {
                         code: 200,
                         body: body(&object),
@@ -961,6 +972,23 @@ impl ApiServer {
                 next["status"] = incoming.get("status").cloned().unwrap_or(Value::Null);
                 next
             }
+            // /scale (autoscaling/v1 Scale) changes only spec.replicas.
+            Some("scale") => {
+                if !resource.scale {
+                    return Err(failure(
+                        404,
+                        "NotFound",
+                        format!("{} has no scale subresource", resource.plural),
+                    ));
+                }
+                let Some(replicas) = incoming["spec"]["replicas"].as_i64() else {
+                    let causes = vec![validation::Cause::required("spec.replicas", "")];
+                    return Err(invalid(resource, &name, &causes));
+                };
+                let mut next = old.clone();
+                next["spec"]["replicas"] = json!(replicas);
+                next
+            }
             _ => {
                 if let Some(map) = incoming.as_object_mut() {
                     map.insert("kind".into(), json!(resource.kind));
@@ -1006,7 +1034,7 @@ impl ApiServer {
             meta.insert("generation".into(), json!(generation));
             meta.remove("resourceVersion");
         }
-        if subresource.is_none() && spec_part(&next) != spec_part(&old) {
+        if subresource != Some("status") && spec_part(&next) != spec_part(&old) {
             let generation = super::object::metadata(&old)
                 .and_then(|m| m.get("generation"))
                 .and_then(Value::as_i64)
@@ -1641,6 +1669,32 @@ impl ApiServer {
             }
         }
     }
+}
+
+/// The `autoscaling/v1 Scale` view of a Deployment, ReplicaSet or StatefulSet.
+fn scale_of(object: &Value) -> Value {
+    let meta = super::object::metadata(object).cloned().unwrap_or_default();
+    let pick = |field: &str| meta.get(field).cloned().unwrap_or(Value::Null);
+    let selector = object["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .map(|labels| {
+            labels
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": pick("name"), "namespace": pick("namespace"), "uid": pick("uid"),
+            "resourceVersion": pick("resourceVersion"), "creationTimestamp": pick("creationTimestamp"),
+        },
+        "spec": { "replicas": object["spec"]["replicas"].as_i64().unwrap_or(0) },
+        "status": { "replicas": object["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector },
+    })
 }
 
 /// The allocation keys a Service holds: its cluster IP and node ports.

@@ -405,6 +405,19 @@ fn deployment(replicas: i64) -> serde_json::Value {
     })
 }
 
+fn scale(verb: Verb, body: Option<serde_json::Value>) -> ApiRequest {
+    let mut request = api(
+        verb,
+        "apps",
+        "deployments",
+        Some("default"),
+        Some("web"),
+        body,
+    );
+    request.subresource = Some("scale".into());
+    request
+}
+
 fn service(name: &str, ip: Option<&str>, kind: &str) -> serde_json::Value {
     let mut service = json!({
         "apiVersion": "v1", "kind": "Service",
@@ -635,6 +648,36 @@ fn script() -> Vec<(ScriptStep, Expect)> {
             Expect {
                 code: 400,
                 contains: &["BadRequest"],
+            },
+        ),
+        (
+            step(scale(Verb::Get, None)),
+            Expect {
+                code: 200,
+                contains: &[
+                    "\"kind\":\"Scale\"",
+                    "\"replicas\":3",
+                    "\"selector\":\"app=web\"",
+                ],
+            },
+        ),
+        (
+            step(scale(
+                Verb::Update,
+                Some(
+                    json!({ "apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": { "name": "web" }, "spec": { "replicas": 5 } }),
+                ),
+            )),
+            Expect {
+                code: 200,
+                contains: &["\"replicas\":5"],
+            },
+        ),
+        (
+            step(api(Verb::Get, "apps", "deployments", ns, Some("web"), None)),
+            Expect {
+                code: 200,
+                contains: &["\"replicas\":5", "\"generation\":3"],
             },
         ),
         (
