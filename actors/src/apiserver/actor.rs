@@ -152,11 +152,17 @@ enum Stage {
     Get,
     List,
     CreateCheckNamespace,
+    /// Priority admission: resolving `spec.priorityClassName` of a Pod.
+    CreateCheckPriority,
     CreateWrite,
     UpdateRead,
-    UpdateWrite { replace_with: Value },
+    UpdateWrite {
+        replace_with: Value,
+    },
     DeleteRead,
-    DeleteWrite { old: Value },
+    DeleteWrite {
+        old: Value,
+    },
     Bootstrap,
 }
 
@@ -610,6 +616,13 @@ impl ApiServer {
             // Service account admission: the namespace's default account.
             object["spec"]["serviceAccountName"] = json!("default");
         }
+        if resource.kind == "Pod"
+            && object["spec"].is_object()
+            && object["spec"].get("priorityClassName").is_none()
+        {
+            // Priority admission without a class (and no global default class): 0.
+            object["spec"]["priority"] = json!(0);
+        }
         if resource.kind == "Namespace" {
             // Create-only: the namespace controller removes it while deleting.
             defaults::default_namespace_finalizers(&mut object);
@@ -729,6 +742,26 @@ impl ApiServer {
                                 format!("unable to create new content in namespace {ns} because it is being terminated"),
                             ));
                         }
+                        let class = op.prepared.as_ref().and_then(|o| {
+                            o["spec"]["priorityClassName"].as_str().map(str::to_string)
+                        });
+                        if let (true, Some(class)) =
+                            (resource.kind == "Pod", class.filter(|c| !c.is_empty()))
+                        {
+                            op.stage = Stage::CreateCheckPriority;
+                            let key = Resource::find("scheduling.k8s.io", "priorityclasses")
+                                .map(|r| r.key(None, &class))
+                                .unwrap_or_default()
+                                .into_bytes();
+                            let request = StoreRequest::Range(RangeRequest {
+                                key,
+                                ..Default::default()
+                            });
+                            return self
+                                .store(out, now, op_id, request)
+                                .err()
+                                .map(|e| store_failure(&e));
+                        }
                         op.stage = Stage::CreateWrite;
                         let request = self.create_txn(ctx, op);
                         self.store(out, now, op_id, request)
@@ -736,6 +769,39 @@ impl ApiServer {
                             .map(|e| store_failure(&e))
                     }
                 }
+            }
+            (Stage::CreateCheckPriority, StoreResponse::Range(r)) => {
+                let Some(object) = op.prepared.as_mut() else {
+                    return Some(failure(500, "InternalError", "no object".into()));
+                };
+                let class = object["spec"]["priorityClassName"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
+                match r.kvs.first() {
+                    None => {
+                        let pod = meta_str(object, "name").unwrap_or("").to_string();
+                        return Some(failure(
+                            403,
+                            "Forbidden",
+                            format!("pods \"{pod}\" is forbidden: no PriorityClass with name {class} was found"),
+                        ));
+                    }
+                    Some(kv) => {
+                        let priority_class: Value =
+                            serde_json::from_slice(&kv.value).unwrap_or_default();
+                        let value = priority_class["value"].as_i64().unwrap_or(0);
+                        object["spec"]["priority"] = json!(value);
+                        if let Some(policy) = priority_class.get("preemptionPolicy") {
+                            object["spec"]["preemptionPolicy"] = policy.clone();
+                        }
+                    }
+                }
+                op.stage = Stage::CreateWrite;
+                let request = self.create_txn(ctx, op);
+                self.store(out, now, op_id, request)
+                    .err()
+                    .map(|e| store_failure(&e))
             }
             (Stage::CreateWrite, StoreResponse::Txn(t)) => {
                 let object = op.prepared.clone().unwrap_or_default();

@@ -405,6 +405,18 @@ fn deployment(replicas: i64) -> serde_json::Value {
     })
 }
 
+fn pod(name: &str, class: Option<&str>) -> serde_json::Value {
+    let mut pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": name },
+        "spec": { "containers": [ { "name": "c", "image": "busybox:1.36" } ] }
+    });
+    if let Some(class) = class {
+        pod["spec"]["priorityClassName"] = json!(class);
+    }
+    pod
+}
+
 fn scale(verb: Verb, body: Option<serde_json::Value>) -> ApiRequest {
     let mut request = api(
         verb,
@@ -648,6 +660,68 @@ fn script() -> Vec<(ScriptStep, Expect)> {
             Expect {
                 code: 400,
                 contains: &["BadRequest"],
+            },
+        ),
+        (
+            step(api(
+                Verb::Create,
+                "",
+                "pods",
+                ns,
+                None,
+                Some(pod("p-none", None)),
+            )),
+            Expect {
+                code: 201,
+                contains: &[
+                    "\"priority\":0",
+                    "\"serviceAccountName\":\"default\"",
+                    "\"restartPolicy\":\"Always\"",
+                ],
+            },
+        ),
+        (
+            step(api(
+                Verb::Create,
+                "",
+                "pods",
+                ns,
+                None,
+                Some(pod("p-missing", Some("gold"))),
+            )),
+            Expect {
+                code: 403,
+                contains: &["no PriorityClass with name gold was found"],
+            },
+        ),
+        (
+            step(api(
+                Verb::Create,
+                "scheduling.k8s.io",
+                "priorityclasses",
+                None,
+                None,
+                Some(
+                    json!({ "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": { "name": "gold" }, "value": 1000 }),
+                ),
+            )),
+            Expect {
+                code: 201,
+                contains: &["\"preemptionPolicy\":\"PreemptLowerPriority\""],
+            },
+        ),
+        (
+            step(api(
+                Verb::Create,
+                "",
+                "pods",
+                ns,
+                None,
+                Some(pod("p-gold", Some("gold"))),
+            )),
+            Expect {
+                code: 201,
+                contains: &["\"priority\":1000"],
             },
         ),
         (
