@@ -71,6 +71,12 @@ impl ActorFactory<Message> for Registry {
                         .map_err(|e| format!("bad API script configuration: {e}"))?;
                 Ok(Box::new(crate::apiserver::script::ApiScript::new(config)?))
             }
+            crate::apiserver::bench::KIND => {
+                let config: crate::apiserver::bench::ApiBenchConfig =
+                    serde_json::from_str(&spec.config_json)
+                        .map_err(|e| format!("bad API bench configuration: {e}"))?;
+                Ok(Box::new(crate::apiserver::bench::ApiBench::new(config)?))
+            }
             other => Err(format!("unknown component kind {other:?}")),
         }
     }

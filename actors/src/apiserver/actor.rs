@@ -503,6 +503,14 @@ impl ApiServer {
             ..Default::default()
         };
         let options = &request.options;
+        if options.limit > 0
+            && options.label_selector.is_empty()
+            && options.field_selector.is_empty()
+        {
+            // Without selectors the page is the first `limit` keys: let the store cut it
+            // (one more, to know whether there are more).
+            range.limit = options.limit + 1;
+        }
         if !options.continue_token.is_empty() {
             let (revision, after) = decode_continue(&options.continue_token).ok_or_else(|| {
                 failure(400, "BadRequest", "the continue token is not valid".into())

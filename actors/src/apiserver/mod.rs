@@ -11,6 +11,7 @@
 //!    selectors and pagination, watches from a per-resource watch cache.
 
 pub mod actor;
+pub mod bench;
 pub mod defaults;
 pub mod messages;
 pub mod object;
