@@ -256,8 +256,9 @@ impl LeaseWorkload {
     }
 
     fn keep_alive(&mut self, ctx: &mut Ctx<'_>) {
-        let Phase::Holding(lease) = self.phase else {
-            return;
+        let lease = match self.phase {
+            Phase::Holding(lease) | Phase::Putting(lease) => lease,
+            _ => return,
         };
         if !self.keeping_alive {
             return;
@@ -316,6 +317,10 @@ impl LeaseWorkload {
             ) => {
                 self.busy = false;
                 self.phase = Phase::Putting(id);
+                // Keep the lease alive from the moment it exists, not from when the key
+                // lands: a slow put must not let it expire (seed 102 of store-lease).
+                self.keeping_alive = true;
+                ctx.set_timer(LeaseTimer::KeepAlive, self.config.keepalive_interval());
                 self.report(
                     ctx,
                     LeaseReport::Granted {
@@ -347,7 +352,6 @@ impl LeaseWorkload {
                         revision: response.header_revision,
                     },
                 );
-                ctx.set_timer(LeaseTimer::KeepAlive, self.config.keepalive_interval());
                 self.poll(ctx);
             }
             (Pending::Put, Err(StoreError::LeaseNotFound(_))) => {
