@@ -205,6 +205,12 @@ struct Watcher {
     bookmarks: bool,
     last_sent: Time,
     start: String,
+    /// Set once the watcher got its starting events; live events before that would
+    /// arrive ahead of older ones.
+    begun: bool,
+    /// The newest revision this watcher was sent (or asked to start after): a cache
+    /// that is still catching up must not send it anything older.
+    sent_revision: i64,
 }
 
 pub struct ApiServer {
@@ -1219,6 +1225,8 @@ impl ApiServer {
                 bookmarks: options.allow_watch_bookmarks,
                 last_sent: ctx.now(),
                 start: options.resource_version.clone(),
+                begun: false,
+                sent_revision: options.resource_version.parse().unwrap_or(0),
             },
         );
         // The watch is established: say so, then events follow.
@@ -1405,6 +1413,12 @@ impl ApiServer {
                 self.emit(ctx, key, kind, object, revision);
             }
         }
+        // From here on only live events newer than what the cache has shown it.
+        let revision = cache_revision(&self.caches, resource);
+        if let Some(watcher) = self.watchers.get_mut(key) {
+            watcher.begun = true;
+            watcher.sent_revision = watcher.sent_revision.max(revision);
+        }
     }
 
     fn matches(&self, key: &(Address, u64), object: &Value) -> bool {
@@ -1458,6 +1472,16 @@ impl ApiServer {
             self.watchers.remove(key);
             return;
         }
+        if matches!(
+            kind,
+            EventType::Added | EventType::Modified | EventType::Deleted
+        ) {
+            if watcher.begun && revision <= watcher.sent_revision {
+                // Older than what this watcher already has (the cache is catching up).
+                return;
+            }
+            watcher.sent_revision = watcher.sent_revision.max(revision);
+        }
         watcher.seq += 1;
         watcher.last_sent = now;
         let event = WatchEvent {
@@ -1498,7 +1522,7 @@ impl ApiServer {
                 let watcher_keys: Vec<(Address, u64)> = self
                     .watchers
                     .iter()
-                    .filter(|(_, w)| w.resource.plural == resource.plural)
+                    .filter(|(_, w)| w.begun && w.resource.plural == resource.plural)
                     .map(|(k, _)| k.clone())
                     .collect();
                 for event in events {

@@ -85,6 +85,10 @@ pub enum WorkloadTimer {
 /// A watch that hears nothing for this long is presumed dead (its API server died):
 /// the watcher lists and watches again through the next server.
 const WATCH_SILENCE_MS: u64 = 8_000;
+/// Events held while waiting for an earlier one the bus delivered late.
+const REORDER_BUFFER_EVENTS: usize = 256;
+/// A gap in the event sequence open this long means the event was lost.
+const GAP_TIMEOUT_MS: u64 = 2_000;
 
 enum Pending {
     Read,
@@ -106,6 +110,8 @@ pub struct ApiWorkload {
     /// The newest resourceVersion the current session has seen.
     last_revision: i64,
     resume_from: Option<i64>,
+    early: std::collections::BTreeMap<u64, (Address, super::messages::WatchEvent)>,
+    gap_since: Option<Time>,
 }
 
 fn request(
@@ -157,6 +163,8 @@ impl ApiWorkload {
             watch_heard: Time(0),
             last_revision: 0,
             resume_from: None,
+            early: std::collections::BTreeMap::new(),
+            gap_since: None,
         })
     }
 
@@ -355,6 +363,8 @@ impl ApiWorkload {
         self.next_id += 1;
         self.watch_id = self.next_id;
         self.watch_seq = 0;
+        self.early.clear();
+        self.gap_since = None;
         self.last_revision = from;
         let client = self.config.client;
         self.report(
@@ -413,12 +423,42 @@ impl ApiWorkload {
         if watch_id != self.watch_id || self.watch_id == 0 {
             return;
         }
-        if seq != self.watch_seq + 1 {
-            return self.end_session(
-                ctx,
-                format!("event {seq} arrived after {}: one was lost", self.watch_seq),
-            );
+        if seq <= self.watch_seq {
+            // A duplicate datagram: already handled.
+            return;
         }
+        if seq > self.watch_seq + 1 {
+            // Early (the bus may reorder): hold it until the gap fills; a gap that stays
+            // open (see WatchCheck) or a full buffer means an event was lost.
+            self.early.insert(seq, (from, event));
+            self.gap_since.get_or_insert(ctx.now());
+            if self.early.len() > REORDER_BUFFER_EVENTS {
+                let expected = self.watch_seq + 1;
+                self.end_session(ctx, format!("event {expected} never arrived: one was lost"));
+            }
+            return;
+        }
+        self.deliver(ctx, from, watch_id, seq, event);
+        while let Some((from, event)) = self.early.remove(&(self.watch_seq + 1)) {
+            let seq = self.watch_seq + 1;
+            self.deliver(ctx, from, watch_id, seq, event);
+            if self.watch_id != watch_id {
+                return;
+            }
+        }
+        if self.early.is_empty() {
+            self.gap_since = None;
+        }
+    }
+
+    fn deliver(
+        &mut self,
+        ctx: &mut Context<'_, Message, WorkloadTimer>,
+        from: Address,
+        watch_id: u64,
+        seq: u64,
+        event: super::messages::WatchEvent,
+    ) {
         self.watch_seq = seq;
         self.watch_heard = ctx.now();
         if event.kind != EventType::Error {
@@ -466,7 +506,17 @@ impl Actor for ApiWorkload {
             Input::Timer(WorkloadTimer::Next) => self.next(ctx),
             Input::Timer(WorkloadTimer::WatchCheck) => {
                 if self.watch_id != 0 {
-                    if ctx.now().since(self.watch_heard) >= Duration::from_millis(WATCH_SILENCE_MS)
+                    let gap_open = self.gap_since.is_some_and(|t| {
+                        ctx.now().since(t) >= Duration::from_millis(GAP_TIMEOUT_MS)
+                    });
+                    if gap_open {
+                        let expected = self.watch_seq + 1;
+                        self.end_session(
+                            ctx,
+                            format!("event {expected} never arrived: one was lost"),
+                        );
+                    } else if ctx.now().since(self.watch_heard)
+                        >= Duration::from_millis(WATCH_SILENCE_MS)
                     {
                         self.end_session(
                             ctx,
