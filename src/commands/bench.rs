@@ -331,32 +331,8 @@ fn run_api(args: ApiBenchArgs) -> u8 {
 }
 
 fn bench_keel(args: &StoreBenchArgs, dir: &Path, phase_ms: u64) -> Result<SystemFigures, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find the keel binary: {e}"))?;
-    let peer: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_, _>>()?;
-    let client: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_, _>>()?;
-    let cluster: Vec<String> = (0..3)
-        .map(|i| format!("s{}=127.0.0.1:{}", i + 1, peer[i]))
-        .collect();
-    let mut members = Processes(Vec::new());
     progress("starting 3 keel store members on loopback (fsync on)");
-    for i in 0..3 {
-        let name = format!("s{}", i + 1);
-        let log =
-            std::fs::File::create(dir.join(format!("{name}.log"))).map_err(|e| e.to_string())?;
-        let child = Command::new(&exe)
-            .args(["store", "--name", &name])
-            .args(["--data-dir", dir.join(&name).to_str().unwrap_or_default()])
-            .args(["--listen-peer", &format!("127.0.0.1:{}", peer[i])])
-            .args(["--listen-client", &format!("127.0.0.1:{}", client[i])])
-            .args(["--initial-cluster", &cluster.join(",")])
-            .args(["--status-interval", "2s"])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("cannot start a store member: {e}"))?;
-        members.0.push(child);
-    }
+    let (members, client) = start_store(dir)?;
     let endpoints: Vec<(NodeId, SocketAddr)> = (0..3)
         .map(|i| {
             (
