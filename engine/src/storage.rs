@@ -73,6 +73,28 @@ pub fn dump(storage: &dyn Storage) -> Result<KeyValues, StorageError> {
     storage.scan(&[], None, usize::MAX)
 }
 
+/// `Storage::scan` over an in-memory ordered map (shared by the storages that keep
+/// their data in one): an empty or inverted range yields nothing.
+pub fn scan_map(
+    map: &BTreeMap<Vec<u8>, Vec<u8>>,
+    start: &[u8],
+    end: Option<&[u8]>,
+    limit: usize,
+) -> KeyValues {
+    use std::ops::Bound;
+    if end.is_some_and(|e| e <= start) {
+        return Vec::new();
+    }
+    let upper = match end {
+        Some(e) => Bound::Excluded(e.to_vec()),
+        None => Bound::Unbounded,
+    };
+    map.range((Bound::Included(start.to_vec()), upper))
+        .take(limit)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 fn apply(map: &mut BTreeMap<Vec<u8>, Vec<u8>>, batch: &WriteBatch) {
     for op in &batch.ops {
         match op {
@@ -155,17 +177,7 @@ impl Storage for MemStorage {
         end: Option<&[u8]>,
         limit: usize,
     ) -> Result<KeyValues, StorageError> {
-        use std::ops::Bound;
-        let upper = match end {
-            Some(e) => Bound::Excluded(e.to_vec()),
-            None => Bound::Unbounded,
-        };
-        Ok(self
-            .visible
-            .range((Bound::Included(start.to_vec()), upper))
-            .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        Ok(scan_map(&self.visible, start, end, limit))
     }
 
     fn write(&mut self, batch: &WriteBatch) -> Result<(), StorageError> {

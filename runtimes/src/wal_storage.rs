@@ -206,20 +206,7 @@ impl Storage for WalStorage {
         end: Option<&[u8]>,
         limit: usize,
     ) -> Result<KeyValues, StorageError> {
-        use std::ops::Bound;
-        if end.is_some_and(|e| e <= start) {
-            return Ok(Vec::new());
-        }
-        let upper = match end {
-            Some(e) => Bound::Excluded(e.to_vec()),
-            None => Bound::Unbounded,
-        };
-        Ok(self
-            .map
-            .range((Bound::Included(start.to_vec()), upper))
-            .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        Ok(keel_engine::storage::scan_map(&self.map, start, end, limit))
     }
 
     fn write(&mut self, batch: &WriteBatch) -> Result<(), StorageError> {

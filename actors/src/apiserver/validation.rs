@@ -599,7 +599,7 @@ pub fn is_valid_port_num(port: i64) -> Vec<String> {
 
 /// Messages for an IP address (IPv4 or IPv6).
 pub fn is_valid_ip(text: &str) -> Vec<String> {
-    if text.parse::<std::net::IpAddr>().is_ok() {
+    if text.parse::<core::net::IpAddr>().is_ok() {
         Vec::new()
     } else {
         vec!["must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)".into()]
@@ -2681,7 +2681,7 @@ fn validate_ip_field(checker: &mut Checker, parent: &Value, name: &str, path: &s
     for message in is_valid_ip(text) {
         checker.push(Cause::invalid(&field, &go_quote(text), &message));
     }
-    if let Ok(address) = text.parse::<std::net::IpAddr>() {
+    if let Ok(address) = text.parse::<core::net::IpAddr>() {
         if address.is_unspecified() {
             checker.push(Cause::invalid(
                 &field,
@@ -2810,10 +2810,10 @@ fn validate_endpoint_slice(checker: &mut Checker, object: &Value) {
                             continue;
                         };
                         let message = match address_type {
-                            "IPv4" if text.parse::<std::net::Ipv4Addr>().is_err() => {
+                            "IPv4" if text.parse::<core::net::Ipv4Addr>().is_err() => {
                                 Some("must be a valid IPv4 address".to_string())
                             }
-                            "IPv6" if text.parse::<std::net::Ipv6Addr>().is_err() => {
+                            "IPv6" if text.parse::<core::net::Ipv6Addr>().is_err() => {
                                 Some("must be a valid IPv6 address".to_string())
                             }
                             "FQDN" => {
