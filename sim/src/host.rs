@@ -337,6 +337,12 @@ impl NodeState {
                 msg: &msg,
                 cut,
             });
+            if cut {
+                // Dropped here rather than left to madsim's clog: madsim checks the
+                // link after a random send delay, so a message sent just before a heal
+                // could still cross. A partition cuts what is sent while it stands.
+                continue;
+            }
             let envelope = Envelope::new(from.clone(), to, msg).encode();
             let bytes = bincode::serialize(&Datagram { id, envelope })
                 .expect("datagram serialization is infallible");
