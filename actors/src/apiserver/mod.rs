@@ -12,6 +12,7 @@
 
 pub mod actor;
 pub mod bench;
+pub mod client;
 pub mod defaults;
 pub mod messages;
 pub mod object;

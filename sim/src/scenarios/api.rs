@@ -279,7 +279,7 @@ impl Invariant for WatchNoSilentGap {
             return Err("no watch event was delivered".into());
         }
         Ok(format!(
-            "{events} events over {} sessions, none skipped; {} sessions ended and re-listed",
+            "{events} events over {} sessions, none skipped; {} sessions ended (then resumed or re-listed)",
             self.sessions.len(),
             self.ended
         ))
