@@ -44,6 +44,9 @@ enum Command {
     Apiserver(commands::api::ApiServerArgs),
     /// A bus client of the API servers running workload roles; prints reports as JSON lines.
     ApiClient(commands::api::ApiClientArgs),
+    /// A balancer: one bus address in front of several API servers (least-loaded
+    /// routing, readiness probes, fast failover).
+    ApiBalancer(commands::api::BalancerArgs),
     /// Print keel's version, wire and trace format versions.
     Version,
 }
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => commands::bench::run(args),
         Command::Apiserver(args) => commands::api::run_apiserver(args),
         Command::ApiClient(args) => commands::api::run_client(args),
+        Command::ApiBalancer(args) => commands::api::run_balancer(args),
         Command::Version => commands::version(),
     };
     ExitCode::from(code)

@@ -57,6 +57,12 @@ impl ActorFactory<Message> for Registry {
                         .map_err(|e| format!("bad API server configuration: {e}"))?;
                 Ok(Box::new(crate::apiserver::ApiServer::new(config)?))
             }
+            crate::apiserver::balancer::KIND => {
+                let config: crate::apiserver::balancer::BalancerConfig =
+                    serde_json::from_str(&spec.config_json)
+                        .map_err(|e| format!("bad balancer configuration: {e}"))?;
+                Ok(Box::new(crate::apiserver::balancer::Balancer::new(config)?))
+            }
             crate::apiserver::workload::KIND => {
                 let config: crate::apiserver::workload::ApiWorkloadConfig =
                     serde_json::from_str(&spec.config_json)
@@ -99,5 +105,25 @@ pub const KINDS: &[(&str, &str)] = &[
     (
         crate::store::lease_workload::KIND,
         "a store client holding a key on a lease: keeps it alive, then lets it expire",
+    ),
+    (
+        crate::apiserver::KIND,
+        "an API server: Kubernetes object semantics on the store, list/watch with a watch cache",
+    ),
+    (
+        crate::apiserver::balancer::KIND,
+        "one address in front of many API servers: least-loaded routing, health probes, fast failover",
+    ),
+    (
+        crate::apiserver::workload::KIND,
+        "an API client (writer, informer watcher or service creator) reporting what it saw",
+    ),
+    (
+        crate::apiserver::script::KIND,
+        "a scripted API client checking answers against Kubernetes' (api-semantics)",
+    ),
+    (
+        crate::apiserver::bench::KIND,
+        "an API benchmark client keeping N requests in flight",
     ),
 ];

@@ -1,9 +1,11 @@
 //! `keel apiserver`: an API server daemon over a store cluster; and `keel api-client`,
 //! a bus client that runs API workload roles and prints what it sees as JSON lines
-//! (the HTTPS edge for kubectl comes with a later issue).
+//! (the HTTPS edge for kubectl comes with a later issue); and `keel api-balancer`, one
+//! address in front of several API servers.
 
 use super::store::parse_members;
 use super::{bad_input, parse_duration, EXIT_OK};
+use keel_actors::apiserver::balancer::{BalancerConfig, KIND as BALANCER_KIND};
 use keel_actors::apiserver::workload::{ApiWorkloadConfig, KIND as WORKLOAD_KIND};
 use keel_actors::apiserver::{ApiServerConfig, KIND as API_KIND};
 use keel_engine::{ActorSpec, Address, NodeId};
@@ -30,10 +32,35 @@ pub struct ApiServerArgs {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct ApiClientArgs {
+pub struct BalancerArgs {
+    /// The balancer's name (its bus node name).
+    #[arg(long)]
+    name: String,
+    /// Where the bus listens for clients.
+    #[arg(long)]
+    listen: SocketAddr,
     /// The API servers, as NAME=HOST:PORT, comma-separated.
     #[arg(long)]
     apiservers: String,
+    #[arg(long)]
+    data_dir: PathBuf,
+    #[arg(long, default_value = "10s")]
+    status_interval: String,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ApiClientArgs {
+    /// The API servers, as NAME=HOST:PORT, comma-separated (the client balances over
+    /// them itself).
+    #[arg(
+        long,
+        required_unless_present = "balancer",
+        conflicts_with = "balancer"
+    )]
+    apiservers: Option<String>,
+    /// A balancer in front of the API servers, as NAME=HOST:PORT.
+    #[arg(long)]
+    balancer: Option<String>,
     /// Roles to run, comma-separated: writer, watcher, services.
     #[arg(long, default_value = "writer,watcher")]
     roles: String,
@@ -88,9 +115,53 @@ pub fn run_apiserver(args: ApiServerArgs) -> u8 {
     })
 }
 
+pub fn run_balancer(args: BalancerArgs) -> u8 {
+    super::init_logging("info");
+    let servers = match parse_members(&args.apiservers, "--apiservers") {
+        Ok(s) => s,
+        Err(e) => return bad_input(e),
+    };
+    let status_interval_ms = match parse_duration(&args.status_interval) {
+        Ok(d) => d.as_millis() as u64,
+        Err(e) => return bad_input(e),
+    };
+    let config = BalancerConfig::new(
+        servers
+            .iter()
+            .map(|(n, _)| Address::new(n.as_str(), API_KIND, 0))
+            .collect(),
+    );
+    let node = NodeId::new(args.name.as_str());
+    start(NodeConfig {
+        node: node.clone(),
+        listen: args.listen,
+        peers: servers.into_iter().collect(),
+        data_dir: args.data_dir,
+        actors: vec![(
+            Address::new(node.as_str(), BALANCER_KIND, 0),
+            ActorSpec {
+                kind: BALANCER_KIND.into(),
+                config_json: serde_json::to_string(&config).unwrap_or_default(),
+            },
+        )],
+        record: None,
+        transport: TransportConfig::default(),
+        status_interval_ms,
+        run_for_ms: None,
+        extra_listen: Vec::new(),
+        storage: Default::default(),
+        print_reports: false,
+    })
+}
+
 pub fn run_client(args: ApiClientArgs) -> u8 {
     super::init_logging("error");
-    let servers = match parse_members(&args.apiservers, "--apiservers") {
+    let (servers, kind) = match (&args.apiservers, &args.balancer) {
+        (Some(list), _) => (parse_members(list, "--apiservers"), API_KIND),
+        (None, Some(balancer)) => (parse_members(balancer, "--balancer"), BALANCER_KIND),
+        (None, None) => return bad_input("give --apiservers or --balancer".to_string()),
+    };
+    let servers = match servers {
         Ok(s) => s,
         Err(e) => return bad_input(e),
     };
@@ -107,7 +178,7 @@ pub fn run_client(args: ApiClientArgs) -> u8 {
     let node = NodeId::new(format!("keel-api-client-{}", std::process::id()));
     let apiservers: Vec<Address> = servers
         .iter()
-        .map(|(n, _)| Address::new(n.as_str(), API_KIND, 0))
+        .map(|(n, _)| Address::new(n.as_str(), kind, 0))
         .collect();
     let mut actors = Vec::new();
     for (index, role) in roles.iter().enumerate() {

@@ -1986,6 +1986,20 @@ impl Actor for ApiServer {
                 Message::Api(ApiMessage::StopWatch { watch_id }) => {
                     self.watchers.remove(&(from, watch_id));
                 }
+                Message::Api(ApiMessage::Probe { id }) => {
+                    // Ready once the system namespaces are known to exist (the store
+                    // answered writes at least once).
+                    let ready = self.bootstrap_pending.is_empty();
+                    let response = ApiResponse {
+                        code: if ready { 200 } else { 503 },
+                        body: if ready {
+                            b"ok".to_vec()
+                        } else {
+                            b"not ready: bootstrapping".to_vec()
+                        },
+                    };
+                    ctx.send(from, Message::Api(ApiMessage::Response { id, response }));
+                }
                 Message::Store(StoreMessage::Response { id, result, leader }) => {
                     if let Some(done) = self
                         .client

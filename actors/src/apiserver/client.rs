@@ -64,6 +64,9 @@ pub struct ApiClientConfig {
     /// the minimum to the maximum while attempts keep failing.
     pub retry_backoff_min_ms: u64,
     pub retry_backoff_max_ms: u64,
+    /// An endpoint that left a request unanswered is skipped this long (unless every
+    /// endpoint is being skipped); an answer from it ends the wait early.
+    pub endpoint_cooldown_ms: u64,
 }
 
 impl Default for ApiClientConfig {
@@ -79,6 +82,7 @@ impl Default for ApiClientConfig {
             reorder_max: 256,
             retry_backoff_min_ms: 100,
             retry_backoff_max_ms: 5_000,
+            endpoint_cooldown_ms: 10_000,
         }
     }
 }
@@ -665,6 +669,10 @@ pub struct ApiClient {
     next_informer: u64,
     /// Watch id on the wire → informer.
     watches: BTreeMap<u64, u64>,
+    /// Endpoints skipped until the given time (they left a request unanswered).
+    cooling: BTreeMap<Address, Time>,
+    /// The latest time the client has seen (for skipping cooling endpoints).
+    now: Time,
     pub stats: ApiClientStats,
 }
 
@@ -690,6 +698,8 @@ impl ApiClient {
             informers: BTreeMap::new(),
             next_informer: 0,
             watches: BTreeMap::new(),
+            cooling: BTreeMap::new(),
+            now: Time(0),
             stats: ApiClientStats::default(),
         })
     }
@@ -702,9 +712,31 @@ impl ApiClient {
         self.inflight.len()
     }
 
+    /// The next endpoint in turn, skipping those cooling down after leaving a request
+    /// unanswered (unless all are).
     fn next_endpoint(&mut self) -> Address {
-        self.cursor = (self.cursor + 1) % self.endpoints.len();
+        let n = self.endpoints.len();
+        for _ in 0..n {
+            self.cursor = (self.cursor + 1) % n;
+            let candidate = &self.endpoints[self.cursor];
+            if self
+                .cooling
+                .get(candidate)
+                .is_none_or(|until| self.now >= *until)
+            {
+                return candidate.clone();
+            }
+        }
+        self.cursor = (self.cursor + 1) % n;
         self.endpoints[self.cursor].clone()
+    }
+
+    /// `endpoint` left something unanswered: skip it for a while.
+    fn cool(&mut self, endpoint: &Address, now: Time) {
+        if self.endpoints.len() > 1 {
+            let until = now.plus(Duration::from_millis(self.config.endpoint_cooldown_ms));
+            self.cooling.insert(endpoint.clone(), until);
+        }
     }
 
     fn id(&mut self) -> u64 {
@@ -730,6 +762,7 @@ impl ApiClient {
         request: ApiRequest,
         owner: Owner,
     ) -> Result<u64, ApiClientError> {
+        self.now = self.now.max(now);
         if self.inflight.len() >= self.config.inflight_max {
             return Err(ApiClientError::TooManyRequests {
                 limit: self.config.inflight_max,
@@ -1302,6 +1335,8 @@ impl ApiClient {
     /// [`TICK_MS`].
     pub fn on_tick(&mut self, out: &mut Out, now: Time) -> Outputs {
         let mut outputs = Outputs::default();
+        self.now = self.now.max(now);
+        self.cooling.retain(|_, until| now < *until);
         let timeout = Duration::from_millis(self.config.request_timeout_ms);
         let ids: Vec<u64> = self.inflight.keys().copied().collect();
         for id in ids {
@@ -1334,6 +1369,8 @@ impl ApiClient {
                 self.inflight.insert(id, inflight);
                 continue;
             }
+            let silent = inflight.to.clone();
+            self.cool(&silent, now);
             if inflight.request.is_read() {
                 let why = format!("no answer within {} ms", self.config.request_timeout_ms);
                 self.read_failed(out, now, id, inflight, why, &mut outputs);
@@ -1375,18 +1412,31 @@ impl ApiClient {
                 }
             }
             Phase::Watching(w) => {
-                let why = if !w.established && now.since(w.sent_at) >= timeout {
-                    Some(format!("{} did not answer the watch", w.server.node))
+                let server = w.server.clone();
+                let (why, cool) = if !w.established && now.since(w.sent_at) >= timeout {
+                    (
+                        Some(format!("{} did not answer the watch", w.server.node)),
+                        true,
+                    )
                 } else if w.gap_since.is_some_and(|t| now.since(t) >= gap) {
-                    Some(format!("event {} never arrived: one was lost", w.seq + 1))
+                    (
+                        Some(format!("event {} never arrived: one was lost", w.seq + 1)),
+                        false,
+                    )
                 } else if now.since(w.heard) >= silence {
-                    Some(format!(
-                        "the watch went silent for {} ms ({} may be gone)",
-                        self.config.watch_silence_ms, w.server.node
-                    ))
+                    (
+                        Some(format!(
+                            "the watch went silent for {} ms ({} may be gone)",
+                            self.config.watch_silence_ms, w.server.node
+                        )),
+                        true,
+                    )
                 } else {
-                    None
+                    (None, false)
                 };
+                if cool {
+                    self.cool(&server, now);
+                }
                 if let Some(reason) = why {
                     self.restart(out, now, id, reason, false, events);
                 }

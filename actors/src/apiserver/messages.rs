@@ -32,6 +32,11 @@ pub enum ApiMessage {
     StopWatch {
         watch_id: u64,
     },
+    /// A readiness probe (the bus form of `/readyz`), answered by a `Response` with
+    /// the same id: 200 when the server serves requests, 503 while it cannot.
+    Probe {
+        id: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

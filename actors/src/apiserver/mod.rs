@@ -8,9 +8,13 @@
 //! 5. [`validation`] — Kubernetes validation rules and messages;
 //! 6. [`defaults`] — the defaulting the real API server applies;
 //! 7. [`actor`] — the API server itself: CRUD with optimistic concurrency, lists with
-//!    selectors and pagination, watches from a per-resource watch cache.
+//!    selectors and pagination, watches from a per-resource watch cache;
+//! 8. [`client`] — the client library every component embeds: typed requests,
+//!    balancing and retries, informers;
+//! 9. [`balancer`] — one address in front of many API servers, with health probes.
 
 pub mod actor;
+pub mod balancer;
 pub mod bench;
 pub mod client;
 pub mod defaults;

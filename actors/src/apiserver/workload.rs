@@ -73,6 +73,11 @@ pub enum ApiReport {
         revision: i64,
         name: String,
     },
+    /// A balancer took a backend out (`up` false) or brought it back.
+    Backend {
+        backend: String,
+        up: bool,
+    },
     /// The session ended (410, gap, error); a new list follows.
     WatchEnded {
         client: u64,

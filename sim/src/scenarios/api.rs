@@ -1,6 +1,7 @@
 //! `api-replicas`: three API servers over a 3-member store, concurrent writers doing
 //! compare-and-swap updates of one ConfigMap and watchers listing then watching, while
-//! an API server and the store leader are killed.
+//! an API server and the store leader are killed. The clients on `c1` go through a
+//! balancer (`lb`); those on `c2` balance over the API servers themselves.
 //!
 //! Invariants:
 //! * `one-winner-per-version` — of all updates based on the same resourceVersion, at
@@ -8,7 +9,9 @@
 //! * `watch-no-silent-gap` — within each watch session revisions strictly increase and
 //!   every acknowledged write after the session's starting version, up to the last
 //!   revision it saw, is delivered; a session may end (410, lost event) but never skip;
-//! * `api-writes-resume` — writes succeed after the last fault;
+//! * `api-writes-resume` — every writer updates again after the last fault;
+//! * `balancer-fails-over` — the balancer takes a killed API server out and brings it
+//!   back once it answers;
 //! * the store's `one-leader-per-term` and `applied-state-agrees`.
 
 use super::store::{store_address, AppliedStateAgrees, OneLeaderPerTerm};
@@ -16,6 +19,7 @@ use super::Setup;
 use crate::faults::{Fault, FaultSchedule, TimedFault};
 use crate::host::{Machine, NetworkConfig};
 use crate::invariant::{Invariant, Observation, World};
+use keel_actors::apiserver::balancer::{BalancerConfig, KIND as BALANCER_KIND};
 use keel_actors::apiserver::workload::{ApiReport, ApiWorkloadConfig, KIND as WORKLOAD_KIND};
 use keel_actors::apiserver::{ApiServerConfig, KIND as API_KIND};
 use keel_actors::message::Report;
@@ -64,11 +68,25 @@ pub fn machines() -> Vec<Machine> {
         ("c2", 7, "services"),
         ("c2", 8, "services"),
     ];
+    // Clients on c1 reach the API servers through the balancer; clients on c2 balance
+    // over the servers themselves (the client library does either).
+    let balancer = Address::new("lb", BALANCER_KIND, 0);
+    machines.push(Machine {
+        name: "lb".into(),
+        actors: vec![(
+            balancer.clone(),
+            spec(BALANCER_KIND, &BalancerConfig::new(apiservers.clone())),
+        )],
+    });
     let mut by_machine: BTreeMap<&str, Vec<(Address, ActorSpec)>> = BTreeMap::new();
     for (machine, client, role) in roles {
         let config = ApiWorkloadConfig {
             client,
-            apiservers: apiservers.clone(),
+            apiservers: if machine == "c1" {
+                vec![balancer.clone()]
+            } else {
+                apiservers.clone()
+            },
             role: role.into(),
             think_ms: if role == "services" { 300 } else { 30 },
             timeout_ms: 3_000,
@@ -129,6 +147,7 @@ pub fn faulty(_seed: u64, d: u64) -> Setup {
                             node("a3"),
                             node("c1"),
                             node("c2"),
+                            node("lb"),
                         ],
                     ],
                 },
@@ -146,6 +165,7 @@ pub fn invariants(_schedule: &FaultSchedule) -> Vec<Box<dyn Invariant + Send>> {
         Box::new(OneWinnerPerVersion::default()),
         Box::new(WatchNoSilentGap::default()),
         Box::new(ApiWritesResume::default()),
+        Box::new(BalancerFailsOver::default()),
         Box::new(ClusterIpsUnique::default()),
         Box::new(OneLeaderPerTerm::default()),
         Box::new(AppliedStateAgrees::default()),
@@ -317,10 +337,13 @@ impl Invariant for ClusterIpsUnique {
     }
 }
 
+/// Every writer — through the balancer or balancing itself — updates again after the
+/// last fault.
 #[derive(Default)]
 pub struct ApiWritesResume {
     total: u64,
-    after: u64,
+    writers: BTreeSet<u64>,
+    after: BTreeMap<u64, u64>,
 }
 
 impl Invariant for ApiWritesResume {
@@ -328,10 +351,15 @@ impl Invariant for ApiWritesResume {
         "api-writes-resume"
     }
     fn observe(&mut self, observation: &Observation<'_>, world: &World<'_>) -> Result<(), String> {
-        if let Some(ApiReport::Updated { .. }) = api_report(observation) {
+        if let Some(ApiReport::Updated { client, .. } | ApiReport::Conflict { client, .. }) =
+            api_report(observation)
+        {
+            self.writers.insert(*client);
+        }
+        if let Some(ApiReport::Updated { client, .. }) = api_report(observation) {
             self.total += 1;
             if world.now_ms > world.last_fault_ms + 3_000 {
-                self.after += 1;
+                *self.after.entry(*client).or_default() += 1;
             }
         }
         Ok(())
@@ -343,15 +371,73 @@ impl Invariant for ApiWritesResume {
                 self.total
             ));
         }
-        if self.after == 0 {
+        let stuck: Vec<u64> = self
+            .writers
+            .iter()
+            .filter(|c| !self.after.contains_key(c))
+            .copied()
+            .collect();
+        if self.writers.is_empty() || !stuck.is_empty() {
             return Err(format!(
-                "no update succeeded after the last fault ({} before)",
+                "writers {stuck:?} updated nothing after the last fault ({} updates before)",
                 self.total
             ));
         }
         Ok(format!(
-            "{} updates, {} after the last fault",
-            self.total, self.after
+            "{} updates; every one of {} writers updated after the last fault ({} such updates)",
+            self.total,
+            self.writers.len(),
+            self.after.values().sum::<u64>()
+        ))
+    }
+}
+
+/// The balancer takes a killed API server out and brings it back once it answers again.
+#[derive(Default)]
+pub struct BalancerFailsOver {
+    killed: BTreeSet<String>,
+    down: BTreeSet<String>,
+    up_again: BTreeSet<String>,
+}
+
+impl Invariant for BalancerFailsOver {
+    fn name(&self) -> &'static str {
+        "balancer-fails-over"
+    }
+    fn observe(&mut self, observation: &Observation<'_>, _world: &World<'_>) -> Result<(), String> {
+        match observation {
+            Observation::Crashed { node, .. } if node.as_str().starts_with('a') => {
+                self.killed.insert(node.to_string());
+            }
+            _ => {}
+        }
+        if let Some(ApiReport::Backend { backend, up }) = api_report(observation) {
+            if *up {
+                self.up_again.insert(backend.clone());
+            } else {
+                self.down.insert(backend.clone());
+            }
+        }
+        Ok(())
+    }
+    fn finish(&mut self, _world: &World<'_>) -> Result<String, String> {
+        for node in &self.killed {
+            if !self.down.contains(node) {
+                return Err(format!(
+                    "API server {node} was killed but the balancer kept routing to it"
+                ));
+            }
+            if !self.up_again.contains(node) {
+                return Err(format!(
+                    "API server {node} came back but the balancer never used it again"
+                ));
+            }
+        }
+        Ok(format!(
+            "{} API servers killed; the balancer took {:?} out and brought {:?} back",
+            self.killed.len(),
+            self.down,
+            self.up_again
         ))
     }
 }
