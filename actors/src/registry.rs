@@ -57,6 +57,14 @@ impl ActorFactory<Message> for Registry {
                         .map_err(|e| format!("bad API server configuration: {e}"))?;
                 Ok(Box::new(crate::apiserver::ApiServer::new(config)?))
             }
+            crate::apiserver::fanout::KIND => {
+                let config: crate::apiserver::fanout::FanoutConfig =
+                    serde_json::from_str(&spec.config_json)
+                        .map_err(|e| format!("bad fan-out bench configuration: {e}"))?;
+                Ok(Box::new(crate::apiserver::fanout::FanoutBench::new(
+                    config,
+                )?))
+            }
             crate::apiserver::balancer::KIND => {
                 let config: crate::apiserver::balancer::BalancerConfig =
                     serde_json::from_str(&spec.config_json)
@@ -125,5 +133,9 @@ pub const KINDS: &[(&str, &str)] = &[
     (
         crate::apiserver::bench::KIND,
         "an API benchmark client keeping N requests in flight",
+    ),
+    (
+        crate::apiserver::fanout::KIND,
+        "a watch fan-out benchmark: watchers vs delivery latency at a fixed event rate",
     ),
 ];

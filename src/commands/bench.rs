@@ -29,24 +29,7 @@ enum BenchTarget {
     Store(StoreBenchArgs),
     /// The API server over the bus: create, get, update and list throughput and latency
     /// through real API server processes over a real 3-member store.
-    Api(ApiBenchArgs),
-}
-
-#[derive(clap::Args, Debug)]
-struct ApiBenchArgs {
-    /// Requests in flight at once.
-    #[arg(long, default_value_t = 32)]
-    clients: usize,
-    /// Length of each phase (create, get, update, list).
-    #[arg(long, default_value = "5s")]
-    duration: String,
-    /// How many API server processes (requests are spread over them).
-    #[arg(long, default_value_t = 1)]
-    apiservers: usize,
-    #[arg(long, default_value_t = 256)]
-    value_size: usize,
-    #[arg(long)]
-    json: bool,
+    Api(super::bench_api::ApiBenchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -94,7 +77,7 @@ pub struct SystemFigures {
     pub range: Figures,
 }
 
-fn figures(
+pub(super) fn figures(
     ops: u64,
     errors: u64,
     elapsed: Duration,
@@ -121,7 +104,7 @@ fn figures(
     }
 }
 
-fn phase_figures(phase: &PhaseResult) -> Figures {
+pub(super) fn phase_figures(phase: &PhaseResult) -> Figures {
     figures(
         phase.ops,
         phase.errors,
@@ -131,7 +114,7 @@ fn phase_figures(phase: &PhaseResult) -> Figures {
     )
 }
 
-fn free_port() -> Result<u16, String> {
+pub(super) fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -139,7 +122,7 @@ fn free_port() -> Result<u16, String> {
 }
 
 /// Child processes killed on drop.
-struct Processes(Vec<Child>);
+pub(super) struct Processes(pub(super) Vec<Child>);
 
 impl Drop for Processes {
     fn drop(&mut self) {
@@ -150,12 +133,12 @@ impl Drop for Processes {
     }
 }
 
-fn progress(line: &str) {
+pub(super) fn progress(line: &str) {
     eprintln!("keel bench: {line}");
 }
 
 /// Starts a 3-member store on loopback; returns the processes and the client ports.
-fn start_store(dir: &Path) -> Result<(Processes, Vec<u16>), String> {
+pub(super) fn start_store(dir: &Path) -> Result<(Processes, Vec<u16>), String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the keel binary: {e}"))?;
     let peer: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_, _>>()?;
     let client: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_, _>>()?;
@@ -181,153 +164,6 @@ fn start_store(dir: &Path) -> Result<(Processes, Vec<u16>), String> {
         members.0.push(child);
     }
     Ok((members, client))
-}
-
-fn bench_api(
-    args: &ApiBenchArgs,
-    dir: &Path,
-    phase_ms: u64,
-) -> Result<Vec<(String, Figures)>, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find the keel binary: {e}"))?;
-    progress("starting 3 keel store members on loopback (fsync on)");
-    let (mut processes, store_ports) = start_store(dir)?;
-    let stores: Vec<String> = store_ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("s{}=127.0.0.1:{p}", i + 1))
-        .collect();
-    let mut servers = Vec::new();
-    progress(&format!("starting {} API server(s)", args.apiservers));
-    for i in 0..args.apiservers {
-        let port = free_port()?;
-        let name = format!("a{}", i + 1);
-        let log =
-            std::fs::File::create(dir.join(format!("{name}.log"))).map_err(|e| e.to_string())?;
-        let child = Command::new(&exe)
-            .args([
-                "apiserver",
-                "--name",
-                &name,
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .args([
-                "--store",
-                &stores.join(","),
-                "--data-dir",
-                dir.join(&name).to_str().unwrap_or_default(),
-            ])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("cannot start an API server: {e}"))?;
-        processes.0.push(child);
-        servers.push((
-            NodeId::new(name.as_str()),
-            SocketAddr::from(([127, 0, 0, 1], port)),
-        ));
-    }
-    let bench = keel_actors::apiserver::bench::ApiBenchConfig {
-        apiservers: servers
-            .iter()
-            .map(|(n, _)| Address::new(n.as_str(), keel_actors::apiserver::KIND, 0))
-            .collect(),
-        concurrency: args.clients,
-        phase_ms,
-        warmup_ms: 30_000,
-        value_bytes: args.value_size,
-    };
-    let node = NodeId::new(format!("keel-api-bench-{}", std::process::id()));
-    let kind = keel_actors::apiserver::bench::KIND;
-    progress(&format!(
-        "{} clients; create, get, update, list: {} s each",
-        args.clients,
-        phase_ms / 1000
-    ));
-    let report = run_node(NodeConfig {
-        node: node.clone(),
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        peers: servers.into_iter().collect(),
-        data_dir: dir.join("client"),
-        actors: vec![(
-            Address::new(node.as_str(), kind, 0),
-            ActorSpec {
-                kind: kind.into(),
-                config_json: serde_json::to_string(&bench).unwrap_or_default(),
-            },
-        )],
-        record: None,
-        transport: TransportConfig {
-            send_queue_capacity: (args.clients * 4).max(1024),
-            inbox_capacity: (args.clients * 4).max(4096),
-            ..TransportConfig::default()
-        },
-        status_interval_ms: 5_000,
-        run_for_ms: Some(30_000 + 4 * phase_ms + 30_000),
-        extra_listen: Vec::new(),
-        storage: Default::default(),
-        print_reports: false,
-    })
-    .map_err(|e| e.to_string())?;
-    drop(processes);
-    let result = report
-        .result
-        .ok_or("the bench client did not finish (did the API server come up?)")?;
-    let mut out = Vec::new();
-    for phase in ["create", "get", "update", "list"] {
-        let measured: PhaseResult =
-            serde_json::from_value(result.result[phase].clone()).map_err(|e| e.to_string())?;
-        out.push((phase.to_string(), phase_figures(&measured)));
-    }
-    Ok(out)
-}
-
-fn run_api(args: ApiBenchArgs) -> u8 {
-    let phase = match parse_duration(&args.duration) {
-        Ok(d) => d,
-        Err(e) => return bad_input(e),
-    };
-    if args.clients == 0 || args.clients > 10_000 || args.apiservers == 0 || args.apiservers > 16 {
-        return bad_input("--clients must be within 1..=10000 and --apiservers within 1..=16");
-    }
-    let dir: PathBuf = std::env::temp_dir().join(format!("keel-bench-api-{}", std::process::id()));
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        return bad_input(format!("cannot create {}: {e}", dir.display()));
-    }
-    let outcome = bench_api(&args, &dir, phase.as_millis() as u64);
-    let _ = std::fs::remove_dir_all(&dir);
-    let figures = match outcome {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: API benchmark failed: {e}");
-            return EXIT_FAILED;
-        }
-    };
-    if args.json {
-        let value: serde_json::Map<String, serde_json::Value> = figures
-            .iter()
-            .map(|(k, f)| (k.clone(), serde_json::to_value(f).unwrap_or_default()))
-            .collect();
-        println!(
-            "{}",
-            serde_json::json!({ "clients": args.clients, "apiservers": args.apiservers, "phases": value })
-        );
-    } else {
-        for (phase, f) in &figures {
-            println!(
-                "api {:<7} {:>8.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms  ({} ops, {} errors)",
-                phase, f.ops_per_second, f.p50_ms, f.p99_ms, f.p999_ms, f.ops, f.errors
-            );
-            if let Some(error) = &f.first_error {
-                println!(
-                    "        first error: {}",
-                    error.chars().take(200).collect::<String>()
-                );
-            }
-        }
-    }
-    EXIT_OK
 }
 
 fn bench_keel(args: &StoreBenchArgs, dir: &Path, phase_ms: u64) -> Result<SystemFigures, String> {
@@ -562,7 +398,7 @@ pub fn run(args: BenchArgs) -> u8 {
     super::init_logging("warn,keel_runtimes=error");
     let args = match args.target {
         BenchTarget::Store(args) => args,
-        BenchTarget::Api(args) => return run_api(args),
+        BenchTarget::Api(args) => return super::bench_api::run(args),
     };
     let phase = match parse_duration(&args.duration) {
         Ok(d) => d,

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod bench_api;
 pub mod node;
 pub mod replay;
 pub mod sim;

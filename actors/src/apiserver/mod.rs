@@ -18,6 +18,7 @@ pub mod balancer;
 pub mod bench;
 pub mod client;
 pub mod defaults;
+pub mod fanout;
 pub mod messages;
 pub mod object;
 pub mod resources;
