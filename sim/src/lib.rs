@@ -8,7 +8,7 @@
 //! 1. build one madsim node per machine; each node's init task starts that machine's
 //!    actors (see [`host`] for the per-machine loop);
 //! 2. the main task applies the [`faults::FaultSchedule`] at its simulated times:
-//!    partitions and heals (madsim clogs), kills and restarts (madsim node handles, plus
+//!    partitions and heals (cut links in the host's network model), kills and restarts (madsim node handles, plus
 //!    the disk crash model), pauses, clock skew, network changes;
 //! 3. every actor step is hashed into the trace hash (and written to a trace file when
 //!    recording) and every send, delivery, start, crash and fault is shown to the
