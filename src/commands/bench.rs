@@ -395,7 +395,7 @@ fn print_figures(system: &SystemFigures) {
 }
 
 pub fn run(args: BenchArgs) -> u8 {
-    super::init_logging("warn,keel_runtimes=error");
+    super::init_logging("warn,keel_runtimes=error,madsim=error");
     let args = match args.target {
         BenchTarget::Store(args) => args,
         BenchTarget::Api(args) => return super::bench_api::run(args),

@@ -95,8 +95,8 @@ fn print_human(summary: &RunSummary) {
     }
     let n = &summary.network;
     println!(
-        "  network: {} sent, {} delivered, {} cut by partitions, {} duplicated, {} dropped at full inboxes",
-        n.sent, n.delivered, n.cut_by_partition, n.duplicated, n.inbox_overflow
+        "  network: {} sent, {} delivered, {} cut by partitions, {} lost, {} duplicated, {} dropped at full inboxes",
+        n.sent, n.delivered, n.cut_by_partition, n.lost, n.duplicated, n.inbox_overflow
     );
 }
 
