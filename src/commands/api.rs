@@ -29,6 +29,10 @@ pub struct ApiServerArgs {
     data_dir: PathBuf,
     #[arg(long, default_value = "10s")]
     status_interval: String,
+    /// Frames queued per peer connection before new ones are dropped: a change fanned
+    /// out to thousands of watchers on one client leaves in a burst.
+    #[arg(long, default_value_t = 65_536)]
+    send_queue: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -46,6 +50,10 @@ pub struct BalancerArgs {
     data_dir: PathBuf,
     #[arg(long, default_value = "10s")]
     status_interval: String,
+    /// Frames queued per peer connection before new ones are dropped (events for
+    /// thousands of watchers pass through).
+    #[arg(long, default_value_t = 65_536)]
+    send_queue: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -106,7 +114,10 @@ pub fn run_apiserver(args: ApiServerArgs) -> u8 {
             },
         )],
         record: None,
-        transport: TransportConfig::default(),
+        transport: TransportConfig {
+            send_queue_capacity: args.send_queue.max(1),
+            ..TransportConfig::default()
+        },
         status_interval_ms,
         run_for_ms: None,
         extra_listen: Vec::new(),
@@ -145,7 +156,10 @@ pub fn run_balancer(args: BalancerArgs) -> u8 {
             },
         )],
         record: None,
-        transport: TransportConfig::default(),
+        transport: TransportConfig {
+            send_queue_capacity: args.send_queue.max(1),
+            ..TransportConfig::default()
+        },
         status_interval_ms,
         run_for_ms: None,
         extra_listen: Vec::new(),

@@ -1441,6 +1441,19 @@ impl ApiServer {
         object: Value,
         revision: i64,
     ) {
+        self.emit_bytes(ctx, key, kind, body(&object), revision);
+    }
+
+    /// Sends one event whose object is already serialized (a live event fanned out to
+    /// many watchers is serialized once).
+    fn emit_bytes(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: &(Address, u64),
+        kind: EventType,
+        object: Vec<u8>,
+        revision: i64,
+    ) {
         let now = ctx.now();
         let limit = self.config.watcher_unacked_max as u64;
         let Some(watcher) = self.watchers.get_mut(key) else {
@@ -1486,7 +1499,7 @@ impl ApiServer {
         watcher.last_sent = now;
         let event = WatchEvent {
             kind,
-            object: body(&object),
+            object,
             resource_version: revision,
         };
         ctx.send(
@@ -1573,9 +1586,10 @@ impl ApiServer {
                             }
                         }
                     }
+                    let bytes = body(&object);
                     for key in &watcher_keys {
                         if self.matches(key, &object) {
-                            self.emit(ctx, key, kind, object.clone(), revision);
+                            self.emit_bytes(ctx, key, kind, bytes.clone(), revision);
                         }
                     }
                 }
