@@ -8,7 +8,10 @@
 //!    the store's answer moves the operation on: create = namespace check, then a txn
 //!    "create if absent"; update = read, then a txn "write if unchanged since" (the
 //!    object's resourceVersion is its mod revision, so a stale update is a Conflict);
-//!    delete = read, then finalizers decide between marking and removing;
+//!    delete = read, then DeleteOptions (preconditions, grace period), the pod's grace
+//!    period and finalizers decide between marking (`deletionTimestamp`,
+//!    `deletionGracePeriodSeconds`) and removing — a scheduled pod is marked for its
+//!    grace period and removed by a later delete with grace 0 (the kubelet's);
 //! 3. the answer is an object, a list, or a `Status` with Kubernetes' reason and code.
 //!
 //! Watches are served from a per-resource watch cache: one store watch on the
@@ -21,7 +24,8 @@ use super::messages::{
     ApiMessage, ApiRequest, ApiResponse, EventType, ListOptions, Verb, WatchEvent,
 };
 use super::object::{
-    finalizers, labels, meta_str, metadata_mut, qualified, rfc3339, spec_part, status,
+    finalizers, labels, meta_str, metadata_mut, parse_rfc3339, qualified, rfc3339, spec_part,
+    status,
 };
 use super::resources::{Resource, RESOURCES};
 use super::selectors::{parse_field_selector, parse_label_selector, FieldSelector, LabelSelector};
@@ -233,6 +237,103 @@ type Out = Vec<(Address, Message)>;
 fn cache_key(resource: &Resource) -> &'static str {
     // One cache per resource; plurals are unique across the served groups.
     resource.plural
+}
+
+/// What a DELETE's body (`DeleteOptions`) asks for.
+#[derive(Debug, Default)]
+struct DeleteOptions {
+    grace: Option<i64>,
+    uid: Option<String>,
+    resource_version: Option<String>,
+}
+
+fn delete_options(body: &[u8]) -> Result<DeleteOptions, ApiResponse> {
+    if body.is_empty() {
+        return Ok(DeleteOptions::default());
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        failure(
+            400,
+            "BadRequest",
+            format!("the DeleteOptions could not be decoded: {e}"),
+        )
+    })?;
+    let grace = match &value["gracePeriodSeconds"] {
+        Value::Null => None,
+        v => Some(v.as_i64().ok_or_else(|| {
+            failure(
+                400,
+                "BadRequest",
+                "gracePeriodSeconds must be an integer".to_string(),
+            )
+        })?),
+    };
+    let text = |v: &Value| v.as_str().map(str::to_string);
+    Ok(DeleteOptions {
+        grace,
+        uid: text(&value["preconditions"]["uid"]),
+        resource_version: text(&value["preconditions"]["resourceVersion"]),
+    })
+}
+
+/// `DeleteOptions.preconditions` against the stored object: a mismatch is a Conflict.
+fn check_preconditions(
+    resource: &Resource,
+    name: &str,
+    options: &DeleteOptions,
+    object: &Value,
+) -> Option<ApiResponse> {
+    let conflict_with = |what: &str, wanted: &str, actual: &str| {
+        let message = format!(
+            "Operation cannot be fulfilled on {} \"{name}\": Precondition failed: {what} in precondition: {wanted}, {what} in object meta: {actual}",
+            qualified(resource.plural, resource.group)
+        );
+        Some(ApiResponse {
+            code: 409,
+            body: status(
+                409,
+                "Conflict",
+                &message,
+                json!({ "name": name, "group": resource.group, "kind": resource.plural }),
+            ),
+        })
+    };
+    if let Some(uid) = &options.uid {
+        let actual = meta_str(object, "uid").unwrap_or("");
+        if uid != actual {
+            return conflict_with("UID", uid, actual);
+        }
+    }
+    if let Some(version) = &options.resource_version {
+        let actual = meta_str(object, "resourceVersion").unwrap_or("");
+        if version != actual {
+            return conflict_with("ResourceVersion", version, actual);
+        }
+    }
+    None
+}
+
+/// The grace period of a pod's deletion, as Kubernetes' pod strategy decides it: the
+/// request's, else the pod's `terminationGracePeriodSeconds`; 0 for a pod never
+/// scheduled or already finished; a negative request means 1.
+fn pod_grace_period(pod: &Value, requested: Option<i64>) -> i64 {
+    let mut period = requested
+        .or_else(|| pod["spec"]["terminationGracePeriodSeconds"].as_i64())
+        .unwrap_or(0);
+    let scheduled = pod["spec"]["nodeName"]
+        .as_str()
+        .is_some_and(|n| !n.is_empty());
+    let finished = matches!(
+        pod["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed")
+    );
+    if !scheduled || finished {
+        period = 0;
+    }
+    if period < 0 {
+        period = 1;
+    }
+    period
 }
 
 fn not_found(resource: &Resource, name: &str) -> ApiResponse {
@@ -457,13 +558,19 @@ impl ApiServer {
                     ..Default::default()
                 }),
             ),
-            Verb::Delete => (
-                Stage::DeleteRead,
-                StoreRequest::Range(RangeRequest {
-                    key,
-                    ..Default::default()
-                }),
-            ),
+            Verb::Delete => {
+                // Bad DeleteOptions are refused before anything is read.
+                if let Err(response) = delete_options(&request.body) {
+                    return self.reply(ctx, client, response);
+                }
+                (
+                    Stage::DeleteRead,
+                    StoreRequest::Range(RangeRequest {
+                        key,
+                        ..Default::default()
+                    }),
+                )
+            }
             Verb::Watch => unreachable!("watches are handled above"),
         };
         let op_id = self.new_op(client, request, resource, stage, None);
@@ -881,8 +988,14 @@ impl ApiServer {
                     Err(response) => Some(response),
                     Ok(next) => {
                         let expected = kv.mod_revision;
+                        // An object being deleted whose last finalizer went goes — unless
+                        // it is a pod still in its grace period (the kubelet deletes it).
                         let deleting = meta_str(&next, "deletionTimestamp").is_some()
-                            && finalizers(&next).is_empty();
+                            && finalizers(&next).is_empty()
+                            && next["metadata"]["deletionGracePeriodSeconds"]
+                                .as_i64()
+                                .unwrap_or(0)
+                                == 0;
                         let request = if deleting {
                             // The last finalizer of an object being deleted is gone: delete it.
                             delete_if(&key, expected)
@@ -935,20 +1048,63 @@ impl ApiServer {
                     return Some(not_found(resource, &name));
                 };
                 let mut object = present(resource, &kv.value, kv.mod_revision);
-                let graceful = !finalizers(&object).is_empty() || resource.kind == "Namespace";
-                if graceful {
-                    if meta_str(&object, "deletionTimestamp").is_some() {
-                        return Some(ApiResponse {
-                            code: 200,
-                            body: body(&object),
-                        });
+                let options = match delete_options(&op.request.body) {
+                    Ok(o) => o,
+                    Err(response) => return Some(response),
+                };
+                if let Some(response) = check_preconditions(resource, &name, &options, &object) {
+                    return Some(response);
+                }
+                // Pods are deleted gracefully: the kubelet stops the containers within
+                // the grace period and then deletes with grace 0.
+                let grace =
+                    (resource.kind == "Pod").then(|| pod_grace_period(&object, options.grace));
+                let has_finalizers = !finalizers(&object).is_empty();
+                let marked = meta_str(&object, "deletionTimestamp").is_some();
+                let mark = |object: &mut Value, at_nanos: u64, grace: i64| {
+                    let meta = metadata_mut(object);
+                    meta.insert("deletionTimestamp".into(), json!(rfc3339(at_nanos)));
+                    meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                };
+                let remove = match grace {
+                    Some(grace) if marked => {
+                        // Already being deleted: the grace period may only shorten.
+                        let current = object["metadata"]["deletionGracePeriodSeconds"]
+                            .as_i64()
+                            .unwrap_or(0);
+                        if grace >= current {
+                            return Some(ApiResponse {
+                                code: 200,
+                                body: body(&object),
+                            });
+                        }
+                        let started = meta_str(&object, "deletionTimestamp")
+                            .and_then(parse_rfc3339)
+                            .map(|at| at.saturating_sub(current as u64 * 1_000_000_000))
+                            .unwrap_or(now.0);
+                        mark(&mut object, started + grace as u64 * 1_000_000_000, grace);
+                        grace == 0 && !has_finalizers
                     }
-                    let meta = metadata_mut(&mut object);
-                    meta.insert("deletionTimestamp".into(), json!(rfc3339(now.0)));
-                    meta.insert("deletionGracePeriodSeconds".into(), json!(0));
-                    if resource.kind == "Namespace" {
-                        object["status"]["phase"] = json!("Terminating");
+                    Some(grace) if grace > 0 => {
+                        mark(&mut object, now.0 + grace as u64 * 1_000_000_000, grace);
+                        false
                     }
+                    _ if has_finalizers || resource.kind == "Namespace" => {
+                        if marked {
+                            return Some(ApiResponse {
+                                code: 200,
+                                body: body(&object),
+                            });
+                        }
+                        mark(&mut object, now.0, 0);
+                        if resource.kind == "Namespace" {
+                            object["status"]["phase"] = json!("Terminating");
+                        }
+                        false
+                    }
+                    _ => true,
+                };
+                if !remove {
                     let request = txn_put_if(
                         &key,
                         CompareTarget::ModRevision(kv.mod_revision),

@@ -931,7 +931,144 @@ fn script() -> Vec<(ScriptStep, Expect)> {
                 contains: &["\"phase\":\"Active\""],
             },
         ),
+        // Graceful deletion of a scheduled pod: marked with its grace period (30 s by
+        // default), still readable; a longer grace period changes nothing; 0 removes it.
+        (
+            step(api(
+                Verb::Create,
+                "",
+                "pods",
+                ns,
+                None,
+                Some(scheduled_pod("bye")),
+            )),
+            Expect {
+                code: 201,
+                contains: &["\"terminationGracePeriodSeconds\":30"],
+            },
+        ),
+        (
+            step(api(Verb::Delete, "", "pods", ns, Some("bye"), None)),
+            Expect {
+                code: 200,
+                contains: &[
+                    "\"deletionGracePeriodSeconds\":30",
+                    "\"deletionTimestamp\":\"2026-",
+                ],
+            },
+        ),
+        (
+            step(api(Verb::Get, "", "pods", ns, Some("bye"), None)),
+            Expect {
+                code: 200,
+                contains: &["\"deletionTimestamp\""],
+            },
+        ),
+        (
+            step(api(
+                Verb::Delete,
+                "",
+                "pods",
+                ns,
+                Some("bye"),
+                Some(
+                    json!({ "kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 60 }),
+                ),
+            )),
+            Expect {
+                code: 200,
+                contains: &["\"deletionGracePeriodSeconds\":30"],
+            },
+        ),
+        (
+            step(api(
+                Verb::Delete,
+                "",
+                "pods",
+                ns,
+                Some("bye"),
+                Some(
+                    json!({ "kind": "DeleteOptions", "apiVersion": "v1", "preconditions": { "uid": "not-the-uid" } }),
+                ),
+            )),
+            Expect {
+                code: 409,
+                contains: &["Precondition failed: UID in precondition: not-the-uid"],
+            },
+        ),
+        (
+            step(api(
+                Verb::Delete,
+                "",
+                "pods",
+                ns,
+                Some("bye"),
+                Some(
+                    json!({ "kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0 }),
+                ),
+            )),
+            Expect {
+                code: 200,
+                contains: &["\"deletionGracePeriodSeconds\":0"],
+            },
+        ),
+        (
+            step(api(Verb::Get, "", "pods", ns, Some("bye"), None)),
+            Expect {
+                code: 404,
+                contains: &["pods \\\"bye\\\" not found"],
+            },
+        ),
+        // A pod never scheduled goes at once.
+        (
+            step(api(
+                Verb::Create,
+                "",
+                "pods",
+                ns,
+                None,
+                Some(pod("unscheduled", None)),
+            )),
+            Expect {
+                code: 201,
+                contains: &[],
+            },
+        ),
+        (
+            step(api(Verb::Delete, "", "pods", ns, Some("unscheduled"), None)),
+            Expect {
+                code: 200,
+                contains: &[],
+            },
+        ),
+        (
+            step(api(Verb::Get, "", "pods", ns, Some("unscheduled"), None)),
+            Expect {
+                code: 404,
+                contains: &[],
+            },
+        ),
+        (
+            step(api(
+                Verb::Delete,
+                "",
+                "pods",
+                ns,
+                Some("unscheduled"),
+                Some(json!({ "gracePeriodSeconds": "soon" })),
+            )),
+            Expect {
+                code: 400,
+                contains: &["gracePeriodSeconds must be an integer"],
+            },
+        ),
     ]
+}
+
+fn scheduled_pod(name: &str) -> serde_json::Value {
+    let mut pod = pod(name, None);
+    pod["spec"]["nodeName"] = json!("n1");
+    pod
 }
 
 pub fn semantics(_seed: u64, _d: u64) -> Setup {
