@@ -43,9 +43,30 @@ fn assert_usage_error(o: &Output, needle: &str) {
 /// `keel sim --seed 7 --json` twice gives one trace hash; seed 8 another.
 #[test]
 fn sim_is_deterministic_through_the_cli() {
-    let a = json(&keel(&["sim", "--seed", "7", "--json"]));
-    let b = json(&keel(&["sim", "--seed", "7", "--json"]));
-    let c = json(&keel(&["sim", "--seed", "8", "--json"]));
+    let a = json(&keel(&[
+        "sim",
+        "--seed",
+        "7",
+        "--duration",
+        "12s",
+        "--json",
+    ]));
+    let b = json(&keel(&[
+        "sim",
+        "--seed",
+        "7",
+        "--duration",
+        "12s",
+        "--json",
+    ]));
+    let c = json(&keel(&[
+        "sim",
+        "--seed",
+        "8",
+        "--duration",
+        "12s",
+        "--json",
+    ]));
     assert_eq!(a["trace_hash"], b["trace_hash"]);
     assert_ne!(a["trace_hash"], c["trace_hash"]);
     for key in [

@@ -28,7 +28,7 @@ pub struct Scenario {
 }
 
 /// The scenario `keel sim` runs when none is named.
-pub const DEFAULT_SCENARIO: &str = "store";
+pub const DEFAULT_SCENARIO: &str = "api-replicas";
 
 pub fn all() -> &'static [Scenario] {
     &[
