@@ -52,3 +52,170 @@ fn api_semantics_match_kubernetes() {
         run_scenario(scenario, 1, scenario.default_duration_ms, None, None, None).unwrap();
     assert!(summary.ok, "{:?}", summary.invariants);
 }
+
+/// A watcher that never acknowledges is cut off (410, "fell behind") while an informer
+/// on the same API server keeps receiving every change, before and after the cut.
+#[test]
+fn a_slow_watcher_is_cut_off_without_slowing_the_others() {
+    use keel_actors::apiserver::workload::{ApiReport, ApiWorkloadConfig, KIND as WORKLOAD_KIND};
+    use keel_actors::apiserver::{ApiServerConfig, KIND as API_KIND};
+    use keel_actors::message::Report;
+    use keel_actors::store::StoreConfig;
+    use keel_actors::Message;
+    use keel_engine::{ActorSpec, Address};
+    use keel_sim::{
+        FaultSchedule, Invariant, Machine, NetworkConfig, Observation, SimConfig, World,
+    };
+    use std::collections::BTreeSet;
+    use std::sync::{Arc, Mutex};
+
+    struct Reports(Arc<Mutex<Vec<ApiReport>>>);
+    impl Invariant for Reports {
+        fn name(&self) -> &'static str {
+            "reports"
+        }
+        fn observe(&mut self, o: &Observation<'_>, _w: &World<'_>) -> Result<(), String> {
+            if let Observation::Emitted {
+                msg: Message::Report(Report::Api(r)),
+                ..
+            } = o
+            {
+                self.0.lock().unwrap().push(r.clone());
+            }
+            Ok(())
+        }
+        fn finish(&mut self, _w: &World<'_>) -> Result<String, String> {
+            Ok(String::new())
+        }
+    }
+    let spec = |kind: &str, config: serde_json::Value| ActorSpec {
+        kind: kind.into(),
+        config_json: config.to_string(),
+    };
+    let store = Address::new("s1", keel_actors::store::KIND, 0);
+    let apiserver = Address::new("a1", API_KIND, 0);
+    let mut api_config = ApiServerConfig::new(vec![store.clone()]);
+    api_config.watcher_unacked_max = 50;
+    let client = |n: u64, role: &str| {
+        (
+            Address::new("c1", WORKLOAD_KIND, n as u32),
+            spec(
+                WORKLOAD_KIND,
+                serde_json::to_value(ApiWorkloadConfig {
+                    client: n,
+                    apiservers: vec![apiserver.clone()],
+                    role: role.into(),
+                    think_ms: 20,
+                    timeout_ms: 3_000,
+                })
+                .unwrap(),
+            ),
+        )
+    };
+    let machines = vec![
+        Machine {
+            name: "s1".into(),
+            actors: vec![(
+                store.clone(),
+                spec(
+                    keel_actors::store::KIND,
+                    serde_json::to_value(StoreConfig::new(1, vec![(1, store.clone())])).unwrap(),
+                ),
+            )],
+        },
+        Machine {
+            name: "a1".into(),
+            actors: vec![(
+                apiserver.clone(),
+                spec(API_KIND, serde_json::to_value(api_config).unwrap()),
+            )],
+        },
+        Machine {
+            name: "c1".into(),
+            actors: vec![
+                client(1, "writer"),
+                client(2, "watcher"),
+                client(3, "stalled"),
+            ],
+        },
+    ];
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let summary = keel_sim::run(SimConfig {
+        scenario: "slow-watcher".into(),
+        seed: 5,
+        duration_ms: 20_000,
+        machines,
+        network: NetworkConfig::default(),
+        faults: FaultSchedule::new(Vec::new()),
+        invariants: vec![Box::new(Reports(reports.clone()))],
+        record: None,
+        progress_every_ms: None,
+    })
+    .unwrap();
+    assert!(summary.ok, "{:?}", summary.invariants);
+    let reports = reports.lock().unwrap();
+    let cut_off = reports.iter().position(|r| {
+        matches!(r, ApiReport::WatchEnded { client: 3, reason, .. } if reason.contains("fell behind"))
+    });
+    let cut_off = cut_off.expect("the watcher that never acknowledged was cut off");
+    let stalled_events = reports[..cut_off]
+        .iter()
+        .filter(|r| matches!(r, ApiReport::WatchEvent { client: 3, .. }))
+        .count();
+    assert!(
+        stalled_events >= 50,
+        "cut off after {stalled_events} events, before its budget"
+    );
+    let written: BTreeSet<i64> = reports
+        .iter()
+        .filter_map(|r| match r {
+            ApiReport::Updated { written, .. } | ApiReport::Created { written, .. } => {
+                Some(*written)
+            }
+            _ => None,
+        })
+        .collect();
+    let seen: BTreeSet<i64> = reports
+        .iter()
+        .filter_map(|r| match r {
+            ApiReport::WatchEvent {
+                client: 2,
+                revision,
+                ..
+            } => Some(*revision),
+            _ => None,
+        })
+        .collect();
+    let sessions = reports
+        .iter()
+        .filter(|r| matches!(r, ApiReport::WatchStarted { client: 2, .. }))
+        .count();
+    assert_eq!(sessions, 1, "the informer's watch was never interrupted");
+    let written_after_cut = reports[cut_off..]
+        .iter()
+        .filter(|r| matches!(r, ApiReport::Updated { .. }))
+        .count();
+    assert!(
+        written_after_cut >= 50,
+        "writes went on after the cut ({written_after_cut})"
+    );
+    let from = reports
+        .iter()
+        .find_map(|r| match r {
+            ApiReport::WatchStarted {
+                client: 2, from, ..
+            } => Some(*from),
+            _ => None,
+        })
+        .unwrap();
+    let last_seen = *seen.iter().max().expect("the informer saw events");
+    let missing: Vec<&i64> = written
+        .range(from + 1..=last_seen)
+        .filter(|r| !seen.contains(r))
+        .collect();
+    assert!(missing.is_empty(), "the informer missed {missing:?}");
+    assert!(
+        written.range(last_seen + 1..).count() <= 2,
+        "the informer fell behind the writer"
+    );
+}

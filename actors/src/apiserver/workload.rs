@@ -6,6 +6,8 @@
 //! Roles (config `role`):
 //! * `writer` — read the shared ConfigMap `default/shared`, then update it with the
 //!   resourceVersion it read (compare-and-swap); a Conflict means another writer won.
+//! * `stalled` — a watcher that never acknowledges an event: the API server must cut it
+//!   off (410) without slowing anyone else;
 //! * `watcher` — an informer on ConfigMaps in `default`: list, then watch from the
 //!   list's resourceVersion; on a lost event or a dead server it resumes, on 410 it
 //!   lists and watches again.
@@ -14,7 +16,7 @@ use super::client::{
     ApiClient, ApiClientConfig, Change, Completion, InformerEvent, InformerSpec, Out, Outputs,
     ResourceRef, TICK_MS,
 };
-use super::messages::ApiRequest;
+use super::messages::{ApiMessage, ApiRequest, EventType, ListOptions, Verb};
 use crate::message::Message;
 use keel_engine::{Actor, Address, Context, Input};
 use rand::Rng;
@@ -108,6 +110,8 @@ pub struct ApiWorkload {
     informer: u64,
     session: u64,
     in_session: bool,
+    /// The stalled watcher's watch id (0 until it asks).
+    stalled_watch: u64,
 }
 
 fn configmaps() -> ResourceRef {
@@ -133,10 +137,13 @@ type Ctx<'a> = Context<'a, Message, WorkloadTimer>;
 impl ApiWorkload {
     pub fn new(config: ApiWorkloadConfig) -> Result<Self, String> {
         if config.apiservers.is_empty()
-            || !matches!(config.role.as_str(), "writer" | "watcher" | "services")
+            || !matches!(
+                config.role.as_str(),
+                "writer" | "watcher" | "services" | "stalled"
+            )
         {
             return Err(
-                "an API workload needs API servers and a role of writer, watcher or services"
+                "an API workload needs API servers and a role of writer, watcher, services or stalled"
                     .into(),
             );
         }
@@ -150,6 +157,7 @@ impl ApiWorkload {
             informer: 0,
             session: 0,
             in_session: false,
+            stalled_watch: 0,
         })
     }
 
@@ -195,7 +203,75 @@ impl ApiWorkload {
                 let create = ResourceRef::new("v1", "services").create(Some("default"), &service);
                 self.send(ctx, Pending::Create, create);
             }
+            "stalled" if self.stalled_watch == 0 => {
+                // A raw watch, outside the client library (which would acknowledge).
+                self.stalled_watch = (1 << 40) + self.config.client;
+                let mut request = configmaps().list(Some("default"), ListOptions::default());
+                request.verb = Verb::Watch;
+                request.options.watch_id = self.stalled_watch;
+                ctx.send(
+                    self.config.apiservers[0].clone(),
+                    Message::Api(ApiMessage::Request {
+                        id: self.stalled_watch,
+                        request,
+                    }),
+                );
+            }
             _ => {}
+        }
+    }
+
+    /// The stalled watcher hears an event and never acknowledges it.
+    fn on_stalled(&mut self, ctx: &mut Ctx<'_>, msg: &ApiMessage) -> bool {
+        let client = self.config.client;
+        match msg {
+            ApiMessage::Response { id, response } if *id == self.stalled_watch => {
+                if response.code == 200 {
+                    self.session = 1;
+                    self.report(
+                        ctx,
+                        ApiReport::WatchStarted {
+                            client,
+                            session: 1,
+                            from: 0,
+                        },
+                    );
+                }
+                true
+            }
+            ApiMessage::Event {
+                watch_id, event, ..
+            } if *watch_id == self.stalled_watch => {
+                let object: Value = serde_json::from_slice(&event.object).unwrap_or(Value::Null);
+                if event.kind == EventType::Error {
+                    let reason = object["message"].as_str().unwrap_or("").to_string();
+                    self.report(
+                        ctx,
+                        ApiReport::WatchEnded {
+                            client,
+                            session: 1,
+                            reason,
+                        },
+                    );
+                } else {
+                    let name = object["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string();
+                    self.report(
+                        ctx,
+                        ApiReport::WatchEvent {
+                            client,
+                            session: 1,
+                            kind: event.kind.as_str().into(),
+                            revision: event.resource_version,
+                            name,
+                        },
+                    );
+                }
+                true
+            }
+            _ => false,
         }
     }
 
@@ -415,6 +491,9 @@ impl Actor for ApiWorkload {
                 from,
                 msg: Message::Api(msg),
             } => {
+                if self.stalled_watch != 0 && self.on_stalled(ctx, &msg) {
+                    return;
+                }
                 let Some(client) = self.client.as_mut() else {
                     return;
                 };
