@@ -20,6 +20,7 @@
 //! behind, so it never slows the others; a resourceVersion older than the cache's
 //! window is answered with 410 Expired too, and the client re-lists.
 
+use super::admission;
 use super::messages::{
     ApiMessage, ApiRequest, ApiResponse, EventType, ListOptions, Verb, WatchEvent,
 };
@@ -156,6 +157,8 @@ enum Stage {
     Get,
     List,
     CreateCheckNamespace,
+    /// LimitRange admission: reading the namespace's LimitRanges for a Pod.
+    CreateCheckLimits,
     /// Priority admission: resolving `spec.priorityClassName` of a Pod.
     CreateCheckPriority,
     CreateWrite,
@@ -757,6 +760,42 @@ impl ApiServer {
         Ok(object)
     }
 
+    /// After namespace and LimitRange admission: priority admission (a store read) for a
+    /// pod naming a class, else the write.
+    fn create_after_limits(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        out: &mut Out,
+        op_id: u64,
+        op: &mut Op,
+    ) -> Option<ApiResponse> {
+        let now = ctx.now();
+        let class = op
+            .prepared
+            .as_ref()
+            .and_then(|o| o["spec"]["priorityClassName"].as_str().map(str::to_string));
+        if let (true, Some(class)) = (op.resource.kind == "Pod", class.filter(|c| !c.is_empty())) {
+            op.stage = Stage::CreateCheckPriority;
+            let key = Resource::find("scheduling.k8s.io", "priorityclasses")
+                .map(|r| r.key(None, &class))
+                .unwrap_or_default()
+                .into_bytes();
+            let request = StoreRequest::Range(RangeRequest {
+                key,
+                ..Default::default()
+            });
+            return self
+                .store(out, now, op_id, request)
+                .err()
+                .map(|e| store_failure(&e));
+        }
+        op.stage = Stage::CreateWrite;
+        let request = self.create_txn(ctx, op);
+        self.store(out, now, op_id, request)
+            .err()
+            .map(|e| store_failure(&e))
+    }
+
     fn create_step(&mut self, ctx: &mut Ctx<'_>, out: &mut Out, op_id: u64) {
         let now = ctx.now();
         let Some(op) = self.ops.get(&op_id) else {
@@ -863,19 +902,17 @@ impl ApiServer {
                                 format!("unable to create new content in namespace {ns} because it is being terminated"),
                             ));
                         }
-                        let class = op.prepared.as_ref().and_then(|o| {
-                            o["spec"]["priorityClassName"].as_str().map(str::to_string)
-                        });
-                        if let (true, Some(class)) =
-                            (resource.kind == "Pod", class.filter(|c| !c.is_empty()))
-                        {
-                            op.stage = Stage::CreateCheckPriority;
-                            let key = Resource::find("scheduling.k8s.io", "priorityclasses")
-                                .map(|r| r.key(None, &class))
+                        if resource.kind == "Pod" {
+                            // LimitRange admission reads the namespace's ranges live (a
+                            // range created just before the pod must apply to it).
+                            op.stage = Stage::CreateCheckLimits;
+                            let prefix = Resource::find("", "limitranges")
+                                .map(|r| r.prefix(Some(&ns)))
                                 .unwrap_or_default()
                                 .into_bytes();
                             let request = StoreRequest::Range(RangeRequest {
-                                key,
+                                range_end: prefix_end(&prefix),
+                                key: prefix,
                                 ..Default::default()
                             });
                             return self
@@ -883,13 +920,34 @@ impl ApiServer {
                                 .err()
                                 .map(|e| store_failure(&e));
                         }
-                        op.stage = Stage::CreateWrite;
-                        let request = self.create_txn(ctx, op);
-                        self.store(out, now, op_id, request)
-                            .err()
-                            .map(|e| store_failure(&e))
+                        self.create_after_limits(ctx, out, op_id, op)
                     }
                 }
+            }
+            (Stage::CreateCheckLimits, StoreResponse::Range(r)) => {
+                let ranges: Vec<Value> = r
+                    .kvs
+                    .iter()
+                    .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
+                    .collect();
+                let Some(object) = op.prepared.as_mut() else {
+                    return Some(failure(500, "InternalError", "no object".into()));
+                };
+                let refs: Vec<&Value> = ranges.iter().collect();
+                if let Err(errors) = admission::apply_limit_ranges(object, &refs) {
+                    let pod = meta_str(object, "name").unwrap_or("").to_string();
+                    let reason = if errors.len() == 1 {
+                        errors[0].clone()
+                    } else {
+                        format!("[{}]", errors.join(", "))
+                    };
+                    return Some(failure(
+                        403,
+                        "Forbidden",
+                        format!("pods \"{pod}\" is forbidden: {reason}"),
+                    ));
+                }
+                self.create_after_limits(ctx, out, op_id, op)
             }
             (Stage::CreateCheckPriority, StoreResponse::Range(r)) => {
                 let Some(object) = op.prepared.as_mut() else {

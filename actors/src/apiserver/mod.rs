@@ -14,6 +14,7 @@
 //! 9. [`balancer`] — one address in front of many API servers, with health probes.
 
 pub mod actor;
+pub mod admission;
 pub mod balancer;
 pub mod bench;
 pub mod client;

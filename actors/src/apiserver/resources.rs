@@ -209,6 +209,17 @@ pub const RESOURCES: &[Resource] = &[
         &[],
     ),
     r(
+        "",
+        "v1",
+        "limitranges",
+        "limitrange",
+        "LimitRange",
+        true,
+        false,
+        false,
+        &["limits"],
+    ),
+    r(
         "scheduling.k8s.io",
         "v1",
         "priorityclasses",

@@ -2859,6 +2859,93 @@ fn validate_lease(checker: &mut Checker, object: &Value) {
     checker.string(spec, "holderIdentity", "spec");
 }
 
+/// `ValidateLimitRange`, the parts admission relies on: a supported type per item,
+/// quantities that parse, and min ≤ default request ≤ default ≤ max per resource.
+fn validate_limit_range(checker: &mut Checker, object: &Value) {
+    const TYPES: [&str; 3] = ["Container", "PersistentVolumeClaim", "Pod"];
+    let Some(items) = object.pointer("/spec/limits").and_then(Value::as_array) else {
+        return;
+    };
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("spec.limits[{i}]");
+        match item.get("type").and_then(Value::as_str) {
+            Some(kind) if TYPES.contains(&kind) => {}
+            Some(kind) => checker.push(Cause::not_supported(
+                &format!("{at}.type"),
+                &go_quote(kind),
+                &TYPES,
+            )),
+            None => checker.push(Cause::required(&format!("{at}.type"), "")),
+        }
+        let mut bounds: BTreeMap<&str, BTreeMap<String, (Quantity, String)>> = BTreeMap::new();
+        for field in [
+            "max",
+            "min",
+            "default",
+            "defaultRequest",
+            "maxLimitRequestRatio",
+        ] {
+            let Some(map) = item.get(field).and_then(Value::as_object) else {
+                continue;
+            };
+            for (resource, quantity) in map {
+                let path = format!("{at}.{field}[{resource}]");
+                if let Some(parsed) = quantity_at(checker, quantity, &path) {
+                    bounds
+                        .entry(field)
+                        .or_default()
+                        .insert(resource.clone(), parsed);
+                }
+            }
+        }
+        let get = |field: &str, resource: &str| bounds.get(field).and_then(|m| m.get(resource));
+        let resources: BTreeSet<String> = bounds.values().flat_map(|m| m.keys().cloned()).collect();
+        for resource in resources {
+            // (field reported, low, high, message words) in Kubernetes' order.
+            let rules = [
+                ("min", "min", "max", "min value", "max value"),
+                (
+                    "defaultRequest",
+                    "min",
+                    "defaultRequest",
+                    "min value",
+                    "default request value",
+                ),
+                (
+                    "defaultRequest",
+                    "defaultRequest",
+                    "max",
+                    "default request value",
+                    "max value",
+                ),
+                (
+                    "defaultRequest",
+                    "defaultRequest",
+                    "default",
+                    "default request value",
+                    "default limit value",
+                ),
+                ("default", "min", "default", "min value", "default value"),
+                ("default", "default", "max", "default value", "max value"),
+            ];
+            for (reported, low, high, low_words, high_words) in rules {
+                if let (Some((l, l_text)), Some((h, h_text))) =
+                    (get(low, &resource), get(high, &resource))
+                {
+                    if l > h {
+                        let shown = if reported == low { l_text } else { h_text };
+                        checker.push(Cause::invalid(
+                            &format!("{at}.{reported}[{resource}]"),
+                            &go_quote(shown),
+                            &format!("{low_words} {l_text} is greater than {high_words} {h_text}"),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn validate_priority_class(checker: &mut Checker, object: &Value) {
     let value = checker.integer(object, "value", "").unwrap_or(0);
     if value < i64::from(i32::MIN) || value > i64::from(i32::MAX) {
@@ -2955,6 +3042,7 @@ pub fn validate(kind: &str, object: &Value, namespace: Option<&str>) -> Vec<Caus
         "EndpointSlice" => validate_endpoint_slice(&mut checker, object),
         "Lease" => validate_lease(&mut checker, object),
         "PriorityClass" => validate_priority_class(&mut checker, object),
+        "LimitRange" => validate_limit_range(&mut checker, object),
         // Namespace, ServiceAccount and unknown kinds: metadata only.
         _ => {}
     }

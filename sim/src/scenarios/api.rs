@@ -1062,7 +1062,67 @@ fn script() -> Vec<(ScriptStep, Expect)> {
                 contains: &["gracePeriodSeconds must be an integer"],
             },
         ),
+        (
+            step(api(
+                Verb::Create,
+                "",
+                "limitranges",
+                ns,
+                None,
+                Some(json!({ "apiVersion": "v1", "kind": "LimitRange", "metadata": { "name": "upside-down" },
+                    "spec": { "limits": [ { "type": "Container", "max": { "cpu": "1" }, "min": { "cpu": "2" } },
+                                          { "type": "Node" } ] } })),
+            )),
+            Expect {
+                code: 422,
+                contains: &[
+                    "spec.limits[0].min[cpu]: Invalid value: \\\"2\\\": min value 2 is greater than max value 1",
+                    "spec.limits[1].type: Unsupported value: \\\"Node\\\"",
+                ],
+            },
+        ),
+        // LimitRange admission: defaults into containers that set none, bounds refused.
+        (
+            step(api(
+                Verb::Create,
+                "",
+                "limitranges",
+                ns,
+                None,
+                Some(json!({ "apiVersion": "v1", "kind": "LimitRange", "metadata": { "name": "limits" },
+                    "spec": { "limits": [ { "type": "Container", "max": { "cpu": "1" },
+                        "default": { "cpu": "500m" }, "defaultRequest": { "cpu": "100m" } } ] } })),
+            )),
+            Expect {
+                code: 201,
+                contains: &["\"max\":{\"cpu\":\"1\"}"],
+            },
+        ),
+        (
+            step(api(Verb::Create, "", "pods", ns, None, Some(pod("limited", None)))),
+            Expect {
+                code: 201,
+                contains: &[
+                    "\"limits\":{\"cpu\":\"500m\"}",
+                    "\"requests\":{\"cpu\":\"100m\"}",
+                    "LimitRanger plugin set: cpu request for container c; cpu limit for container c",
+                ],
+            },
+        ),
+        (
+            step(api(Verb::Create, "", "pods", ns, None, Some(big_pod("greedy")))),
+            Expect {
+                code: 403,
+                contains: &["pods \\\"greedy\\\" is forbidden: maximum cpu usage per Container is 1, but limit is 2"],
+            },
+        ),
     ]
+}
+
+fn big_pod(name: &str) -> serde_json::Value {
+    let mut pod = pod(name, None);
+    pod["spec"]["containers"][0]["resources"] = json!({ "limits": { "cpu": "2" } });
+    pod
 }
 
 fn scheduled_pod(name: &str) -> serde_json::Value {

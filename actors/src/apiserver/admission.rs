@@ -1,0 +1,301 @@
+//! Admission that depends on other objects in the namespace: LimitRange (defaults and
+//! bounds for container and pod resources), as Kubernetes' LimitRanger plugin does it.
+//!
+//! Pure functions over JSON: the API server hands in the namespace's LimitRanges (from
+//! its watch cache, as kube-apiserver's plugin reads its informer) and the pod.
+
+use super::validation::{parse_quantity, Quantity};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+/// The pod's containers and init containers, mutable.
+fn containers_mut(pod: &mut Value) -> Vec<&mut Map<String, Value>> {
+    let mut out = Vec::new();
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return out;
+    };
+    for (key, list) in spec.iter_mut() {
+        if key != "containers" && key != "initContainers" {
+            continue;
+        }
+        if let Some(items) = list.as_array_mut() {
+            out.extend(items.iter_mut().filter_map(Value::as_object_mut));
+        }
+    }
+    out
+}
+
+fn quantities(value: &Value) -> BTreeMap<String, (Quantity, String)> {
+    value
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(name, q)| {
+                    let text = q
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| q.to_string());
+                    parse_quantity(&text)
+                        .ok()
+                        .map(|parsed| (name.clone(), (parsed, text)))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Applies the namespace's LimitRanges to a pod being created: fills default requests
+/// and limits into containers that set none (recording what it set in the
+/// `kubernetes.io/limit-ranger` annotation), then checks min, max and
+/// maxLimitRequestRatio per container and per pod. `Err` carries the messages of every
+/// violated bound.
+pub fn apply_limit_ranges(pod: &mut Value, ranges: &[&Value]) -> Result<(), Vec<String>> {
+    let items: Vec<&Value> = ranges
+        .iter()
+        .flat_map(|r| r["spec"]["limits"].as_array().into_iter().flatten())
+        .collect();
+    if items.is_empty() {
+        return Ok(());
+    }
+    // Defaults (type Container), only where the container set nothing for that resource.
+    let mut set_notes = Vec::new();
+    for item in items.iter().filter(|i| i["type"] == "Container") {
+        for container in containers_mut(pod) {
+            let name = container
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let resources = container.entry("resources").or_insert_with(|| json!({}));
+            let mut set = (Vec::new(), Vec::new());
+            for (field, source, list) in [
+                ("requests", "defaultRequest", &mut set.0),
+                ("limits", "default", &mut set.1),
+            ] {
+                let Some(defaults) = item[source].as_object() else {
+                    continue;
+                };
+                if !resources.is_object() {
+                    continue;
+                }
+                let target = resources
+                    .as_object_mut()
+                    .expect("checked above")
+                    .entry(field)
+                    .or_insert_with(|| json!({}));
+                let Some(target) = target.as_object_mut() else {
+                    continue;
+                };
+                for (resource, quantity) in defaults {
+                    if !target.contains_key(resource) {
+                        target.insert(resource.clone(), quantity.clone());
+                        list.push(resource.clone());
+                    }
+                }
+            }
+            if !set.0.is_empty() {
+                set_notes.push(format!("{} request for container {name}", set.0.join(", ")));
+            }
+            if !set.1.is_empty() {
+                set_notes.push(format!("{} limit for container {name}", set.1.join(", ")));
+            }
+        }
+    }
+    if !set_notes.is_empty() {
+        let meta = pod
+            .as_object_mut()
+            .map(|o| o.entry("metadata").or_insert_with(|| json!({})));
+        if let Some(Value::Object(meta)) = meta {
+            let annotations = meta.entry("annotations").or_insert_with(|| json!({}));
+            if let Some(annotations) = annotations.as_object_mut() {
+                annotations.insert(
+                    "kubernetes.io/limit-ranger".into(),
+                    json!(format!("LimitRanger plugin set: {}", set_notes.join("; "))),
+                );
+            }
+        }
+    }
+    // Bounds.
+    let mut errors = Vec::new();
+    let mut pod_requests: BTreeMap<String, i128> = BTreeMap::new();
+    let mut pod_limits: BTreeMap<String, i128> = BTreeMap::new();
+    let mut per_container = Vec::new();
+    for container in containers_mut(pod) {
+        let resources = container.get("resources").cloned().unwrap_or(Value::Null);
+        let requests = quantities(&resources["requests"]);
+        let limits = quantities(&resources["limits"]);
+        for (name, (q, _)) in &requests {
+            *pod_requests.entry(name.clone()).or_default() += q.nanos();
+        }
+        for (name, (q, _)) in &limits {
+            *pod_limits.entry(name.clone()).or_default() += q.nanos();
+        }
+        per_container.push((requests, limits));
+    }
+    for item in &items {
+        match item["type"].as_str() {
+            Some("Container") => {
+                for (requests, limits) in &per_container {
+                    check_bounds(item, "Container", requests, limits, &mut errors);
+                }
+            }
+            Some("Pod") => {
+                let as_map = |sums: &BTreeMap<String, i128>| {
+                    sums.iter()
+                        .map(|(n, v)| {
+                            let q = Quantity::from_nanos(*v);
+                            (n.clone(), (q, show(q)))
+                        })
+                        .collect::<BTreeMap<_, _>>()
+                };
+                check_bounds(
+                    item,
+                    "Pod",
+                    &as_map(&pod_requests),
+                    &as_map(&pod_limits),
+                    &mut errors,
+                );
+            }
+            _ => {}
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// A summed quantity as Kubernetes would print it (plain units, else milli-units).
+fn show(q: Quantity) -> String {
+    if q.nanos() % 1_000_000_000 == 0 {
+        format!("{}", q.nanos() / 1_000_000_000)
+    } else {
+        format!("{}m", q.milli_value())
+    }
+}
+
+type Quantities = BTreeMap<String, (Quantity, String)>;
+
+fn check_bounds(
+    item: &Value,
+    scope: &str,
+    requests: &Quantities,
+    limits: &Quantities,
+    errors: &mut Vec<String>,
+) {
+    // One message per resource and bound: the first that fails, in Kubernetes' order.
+    for (resource, (min, min_text)) in quantities(&item["min"]) {
+        let request = requests.get(&resource);
+        let limit = limits.get(&resource);
+        let error = match (request, limit) {
+            (None, _) => Some(format!(
+                "minimum {resource} usage per {scope} is {min_text}.  No request is specified"
+            )),
+            (Some((r, text)), _) if r.nanos() < min.nanos() => Some(format!(
+                "minimum {resource} usage per {scope} is {min_text}, but request is {text}"
+            )),
+            (_, Some((l, text))) if l.nanos() < min.nanos() => Some(format!(
+                "minimum {resource} usage per {scope} is {min_text}, but limit is {text}"
+            )),
+            _ => None,
+        };
+        errors.extend(error);
+    }
+    for (resource, (max, max_text)) in quantities(&item["max"]) {
+        let request = requests.get(&resource);
+        let limit = limits.get(&resource);
+        let error = match (limit, request) {
+            (None, _) => Some(format!(
+                "maximum {resource} usage per {scope} is {max_text}.  No limit is specified"
+            )),
+            (Some((l, text)), _) if l.nanos() > max.nanos() => Some(format!(
+                "maximum {resource} usage per {scope} is {max_text}, but limit is {text}"
+            )),
+            (_, Some((r, text))) if r.nanos() > max.nanos() => Some(format!(
+                "maximum {resource} usage per {scope} is {max_text}, but request is {text}"
+            )),
+            _ => None,
+        };
+        errors.extend(error);
+    }
+    for (resource, (ratio, ratio_text)) in quantities(&item["maxLimitRequestRatio"]) {
+        let (Some((limit, _)), Some((request, _))) =
+            (limits.get(&resource), requests.get(&resource))
+        else {
+            continue;
+        };
+        if request.nanos() == 0 {
+            continue;
+        }
+        let provided = limit.nanos() as f64 / request.nanos() as f64;
+        if provided > ratio.nanos() as f64 / 1e9 {
+            errors.push(format!(
+                "{resource} max limit to request ratio per {scope} is {ratio_text}, but provided ratio is {provided:.6}"
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(resources: Value) -> Value {
+        json!({ "metadata": { "name": "p" }, "spec": { "containers": [ { "name": "c", "image": "i", "resources": resources } ] } })
+    }
+
+    #[test]
+    fn defaults_fill_only_what_is_missing_and_are_recorded() {
+        let range = json!({ "spec": { "limits": [ { "type": "Container",
+            "default": { "cpu": "500m", "memory": "256Mi" }, "defaultRequest": { "cpu": "100m", "memory": "128Mi" } } ] } });
+        let mut p = pod(json!({ "limits": { "cpu": "1" } }));
+        apply_limit_ranges(&mut p, &[&range]).expect("within bounds");
+        let r = &p["spec"]["containers"][0]["resources"];
+        assert_eq!(r["limits"], json!({ "cpu": "1", "memory": "256Mi" }));
+        assert_eq!(r["requests"], json!({ "cpu": "100m", "memory": "128Mi" }));
+        assert_eq!(
+            p["metadata"]["annotations"]["kubernetes.io/limit-ranger"],
+            "LimitRanger plugin set: cpu, memory request for container c; memory limit for container c"
+        );
+    }
+
+    #[test]
+    fn bounds_give_kubernetes_messages() {
+        let range = json!({ "spec": { "limits": [ { "type": "Container",
+            "max": { "cpu": "1" }, "min": { "memory": "64Mi" }, "maxLimitRequestRatio": { "cpu": "2" } } ] } });
+        let mut p = pod(
+            json!({ "limits": { "cpu": "2" }, "requests": { "cpu": "500m", "memory": "32Mi" } }),
+        );
+        let errors = apply_limit_ranges(&mut p, &[&range]).unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                "minimum memory usage per Container is 64Mi, but request is 32Mi",
+                "maximum cpu usage per Container is 1, but limit is 2",
+                "cpu max limit to request ratio per Container is 2, but provided ratio is 4.000000",
+            ]
+        );
+        let mut unlimited = pod(json!({ "requests": { "memory": "100Mi" } }));
+        let errors = apply_limit_ranges(&mut unlimited, &[&range]).unwrap_err();
+        assert_eq!(
+            errors,
+            ["maximum cpu usage per Container is 1.  No limit is specified"]
+        );
+    }
+
+    #[test]
+    fn pod_bounds_sum_the_containers() {
+        let range = json!({ "spec": { "limits": [ { "type": "Pod", "max": { "cpu": "1" } } ] } });
+        let mut p = json!({ "metadata": { "name": "p" }, "spec": { "containers": [
+            { "name": "a", "resources": { "limits": { "cpu": "600m" } } },
+            { "name": "b", "resources": { "limits": { "cpu": "600m" } } } ] } });
+        let errors = apply_limit_ranges(&mut p, &[&range]).unwrap_err();
+        assert_eq!(
+            errors,
+            ["maximum cpu usage per Pod is 1, but limit is 1200m"]
+        );
+        let mut none = pod(json!({}));
+        assert!(apply_limit_ranges(&mut none, &[]).is_ok());
+    }
+}
