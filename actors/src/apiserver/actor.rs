@@ -159,6 +159,8 @@ enum Stage {
     CreateCheckNamespace,
     /// LimitRange admission: reading the namespace's LimitRanges for a Pod.
     CreateCheckLimits,
+    /// ResourceQuota admission: reading the namespace's quotas to charge a create.
+    CreateCheckQuota,
     /// Priority admission: resolving `spec.priorityClassName` of a Pod.
     CreateCheckPriority,
     CreateWrite,
@@ -167,6 +169,11 @@ enum Stage {
         replace_with: Value,
     },
     DeleteRead,
+    /// Reading the namespace's quotas to credit an object being removed.
+    DeleteCheckQuota {
+        old: Value,
+        mod_revision: i64,
+    },
     DeleteWrite {
         old: Value,
     },
@@ -180,6 +187,8 @@ struct Op {
     stage: Stage,
     attempts: u32,
     prepared: Option<Value>,
+    /// Quotas written with the object: key, mod revision read, new value.
+    quota_writes: Vec<(Vec<u8>, i64, Value)>,
 }
 
 struct Cache {
@@ -602,6 +611,7 @@ impl ApiServer {
                 stage,
                 attempts: 0,
                 prepared,
+                quota_writes: Vec::new(),
             },
         );
         self.next_op
@@ -747,6 +757,9 @@ impl ApiServer {
             // Priority admission without a class (and no global default class): 0.
             object["spec"]["priority"] = json!(0);
         }
+        if resource.kind == "ResourceQuota" {
+            admission::initial_quota_status(&mut object);
+        }
         if resource.kind == "Namespace" {
             // Create-only: the namespace controller removes it while deleting.
             defaults::default_namespace_finalizers(&mut object);
@@ -789,8 +802,28 @@ impl ApiServer {
                 .err()
                 .map(|e| store_failure(&e));
         }
-        op.stage = Stage::CreateWrite;
-        let request = self.create_txn(ctx, op);
+        self.create_check_quota(ctx, out, op_id, op)
+    }
+
+    /// ResourceQuota admission: read the namespace's quotas (then charge and write).
+    fn create_check_quota(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        out: &mut Out,
+        op_id: u64,
+        op: &mut Op,
+    ) -> Option<ApiResponse> {
+        let now = ctx.now();
+        if !op.resource.namespaced {
+            op.stage = Stage::CreateWrite;
+            let request = self.create_txn(ctx, op);
+            return self
+                .store(out, now, op_id, request)
+                .err()
+                .map(|e| store_failure(&e));
+        }
+        op.stage = Stage::CreateCheckQuota;
+        let request = quotas_read(op.request.namespace.as_deref().unwrap_or(""));
         self.store(out, now, op_id, request)
             .err()
             .map(|e| store_failure(&e))
@@ -976,6 +1009,34 @@ impl ApiServer {
                         }
                     }
                 }
+                self.create_check_quota(ctx, out, op_id, op)
+            }
+            (Stage::CreateCheckQuota, StoreResponse::Range(r)) => {
+                let object = op.prepared.clone().unwrap_or_default();
+                let usage =
+                    admission::usage(resource.plural, resource.group, resource.kind, &object);
+                op.quota_writes.clear();
+                for kv in &r.kvs {
+                    let quota: Value = serde_json::from_slice(&kv.value).unwrap_or_default();
+                    match admission::charge(&quota, &usage, &object, 1) {
+                        Err(message) => {
+                            let name = meta_str(&object, "name").unwrap_or("");
+                            return Some(failure(
+                                403,
+                                "Forbidden",
+                                format!(
+                                    "{} \"{name}\" is forbidden: {message}",
+                                    qualified(resource.plural, resource.group)
+                                ),
+                            ));
+                        }
+                        Ok(Some(charged)) => {
+                            op.quota_writes
+                                .push((kv.key.clone(), kv.mod_revision, charged))
+                        }
+                        Ok(None) => {}
+                    }
+                }
                 op.stage = Stage::CreateWrite;
                 let request = self.create_txn(ctx, op);
                 self.store(out, now, op_id, request)
@@ -1014,6 +1075,21 @@ impl ApiServer {
                             json!({ "name": name, "group": resource.group, "kind": resource.plural }),
                         ),
                     });
+                }
+                // A quota it charged changed meanwhile (another create or delete in the
+                // namespace): charge it again from its new usage.
+                let quota_changed = op.quota_writes.iter().any(|(key, revision, _)| {
+                    !t.responses.iter().any(|r| {
+                        matches!(r, ResponseOp::Range(range)
+                            if range.kvs.first().is_some_and(|kv| &kv.key == key && kv.mod_revision == *revision))
+                    })
+                });
+                if quota_changed {
+                    op.attempts += 1;
+                    if op.attempts >= self.config.update_attempts_max {
+                        return Some(conflict(resource, &name));
+                    }
+                    return self.create_check_quota(ctx, out, op_id, op);
                 }
                 // The object is new but an IP or port it wanted was taken meanwhile.
                 if requested_allocations(&op.request) {
@@ -1172,22 +1248,42 @@ impl ApiServer {
                     self.store(out, now, op_id, request)
                         .err()
                         .map(|e| store_failure(&e))
+                } else if resource.namespaced {
+                    // Quotas the object counts toward get it back in the same write.
+                    op.stage = Stage::DeleteCheckQuota {
+                        old: object,
+                        mod_revision: kv.mod_revision,
+                    };
+                    let request = quotas_read(namespace.as_deref().unwrap_or(""));
+                    self.store(out, now, op_id, request)
+                        .err()
+                        .map(|e| store_failure(&e))
                 } else {
-                    let mut request = delete_if(&key, kv.mod_revision);
-                    if let StoreRequest::Txn(txn) = &mut request {
-                        for freed in allocation_keys(&object) {
-                            txn.success.push(RequestOp::DeleteRange(DeleteRangeRequest {
-                                key: freed,
-                                range_end: Vec::new(),
-                                prev_kv: false,
-                            }));
-                        }
-                    }
+                    let request = removal_txn(&key, &object, kv.mod_revision, &[]);
                     op.stage = Stage::DeleteWrite { old: object };
                     self.store(out, now, op_id, request)
                         .err()
                         .map(|e| store_failure(&e))
                 }
+            }
+            (Stage::DeleteCheckQuota { old, mod_revision }, StoreResponse::Range(r)) => {
+                let (old, mod_revision) = (old.clone(), *mod_revision);
+                let usage = admission::usage(resource.plural, resource.group, resource.kind, &old);
+                let credits: Vec<(Vec<u8>, i64, Value)> = r
+                    .kvs
+                    .iter()
+                    .filter(|kv| kv.key != key) // a quota being deleted is not written back
+                    .filter_map(|kv| {
+                        let quota: Value = serde_json::from_slice(&kv.value).ok()?;
+                        let credited = admission::charge(&quota, &usage, &old, -1).ok()??;
+                        Some((kv.key.clone(), kv.mod_revision, credited))
+                    })
+                    .collect();
+                let request = removal_txn(&key, &old, mod_revision, &credits);
+                op.stage = Stage::DeleteWrite { old };
+                self.store(out, now, op_id, request)
+                    .err()
+                    .map(|e| store_failure(&e))
             }
             (Stage::DeleteWrite { old, .. }, StoreResponse::Txn(t)) => {
                 if t.succeeded {
@@ -1950,14 +2046,33 @@ impl ApiServer {
                 ..Default::default()
             }));
         }
+        let mut failure = vec![RequestOp::Range(RangeRequest {
+            key,
+            count_only: true,
+            ..Default::default()
+        })];
+        for (quota_key, revision, charged) in &op.quota_writes {
+            compare.push(Compare {
+                key: quota_key.clone(),
+                range_end: Vec::new(),
+                result: CompareResult::Equal,
+                target: CompareTarget::ModRevision(*revision),
+            });
+            success.push(RequestOp::Put(PutRequest {
+                key: quota_key.clone(),
+                value: body(&strip(charged)),
+                ..Default::default()
+            }));
+            failure.push(RequestOp::Range(RangeRequest {
+                key: quota_key.clone(),
+                keys_only: true,
+                ..Default::default()
+            }));
+        }
         StoreRequest::Txn(TxnRequest {
             compare,
             success,
-            failure: vec![RequestOp::Range(RangeRequest {
-                key,
-                count_only: true,
-                ..Default::default()
-            })],
+            failure,
         })
     }
 
@@ -2093,6 +2208,53 @@ fn strip(object: &Value) -> Value {
         meta.remove("resourceVersion");
     }
     copy
+}
+
+/// Removes an object if unchanged since `mod_revision`, freeing its IP and port
+/// allocations and writing the quotas it gave back (each guarded by its own revision).
+fn removal_txn(
+    key: &[u8],
+    object: &Value,
+    mod_revision: i64,
+    quotas: &[(Vec<u8>, i64, Value)],
+) -> StoreRequest {
+    let mut request = delete_if(key, mod_revision);
+    if let StoreRequest::Txn(txn) = &mut request {
+        for freed in allocation_keys(object) {
+            txn.success.push(RequestOp::DeleteRange(DeleteRangeRequest {
+                key: freed,
+                range_end: Vec::new(),
+                prev_kv: false,
+            }));
+        }
+        for (quota_key, revision, credited) in quotas {
+            txn.compare.push(Compare {
+                key: quota_key.clone(),
+                range_end: Vec::new(),
+                result: CompareResult::Equal,
+                target: CompareTarget::ModRevision(*revision),
+            });
+            txn.success.push(RequestOp::Put(PutRequest {
+                key: quota_key.clone(),
+                value: body(&strip(credited)),
+                ..Default::default()
+            }));
+        }
+    }
+    request
+}
+
+/// Reads a namespace's ResourceQuotas.
+fn quotas_read(namespace: &str) -> StoreRequest {
+    let prefix = Resource::find("", "resourcequotas")
+        .map(|r| r.prefix(Some(namespace)))
+        .unwrap_or_default()
+        .into_bytes();
+    StoreRequest::Range(RangeRequest {
+        range_end: prefix_end(&prefix),
+        key: prefix,
+        ..Default::default()
+    })
 }
 
 fn delete_if(key: &[u8], mod_revision: i64) -> StoreRequest {

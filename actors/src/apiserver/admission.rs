@@ -1,8 +1,11 @@
-//! Admission that depends on other objects in the namespace: LimitRange (defaults and
-//! bounds for container and pod resources), as Kubernetes' LimitRanger plugin does it.
+//! Admission that depends on other objects in the namespace, as Kubernetes' plugins do
+//! it: LimitRange (defaults and bounds for container and pod resources) and
+//! ResourceQuota (object counts and compute resources charged against `spec.hard`).
 //!
-//! Pure functions over JSON: the API server hands in the namespace's LimitRanges (from
-//! its watch cache, as kube-apiserver's plugin reads its informer) and the pod.
+//! Pure functions over JSON: the API server reads the namespace's LimitRanges and
+//! ResourceQuotas from the store and hands them in with the object; the quota's new
+//! `status.used` is written in the same transaction as the object, guarded by the
+//! quota's mod revision, so racing creates through any API server never overspend.
 
 use super::validation::{parse_quantity, Quantity};
 use serde_json::{json, Map, Value};
@@ -237,9 +240,258 @@ fn check_bounds(
     }
 }
 
+// ----- ResourceQuota ---------------------------------------------------------------------
+
+/// Compute resources a pod is charged for, and the container resource each reads.
+const COMPUTE: [(&str, &str, &str); 6] = [
+    ("requests.cpu", "requests", "cpu"),
+    ("cpu", "requests", "cpu"),
+    ("requests.memory", "requests", "memory"),
+    ("memory", "requests", "memory"),
+    ("limits.cpu", "limits", "cpu"),
+    ("limits.memory", "limits", "memory"),
+];
+
+/// What creating `object` (of resource `plural` in `group`, kind `kind`) counts toward:
+/// quota key → amount.
+pub fn usage(plural: &str, group: &str, kind: &str, object: &Value) -> BTreeMap<String, Quantity> {
+    let one = Quantity::from_nanos(1_000_000_000);
+    let mut out = BTreeMap::new();
+    let count_key = if group.is_empty() {
+        format!("count/{plural}")
+    } else {
+        format!("count/{plural}.{group}")
+    };
+    out.insert(count_key, one);
+    if group.is_empty()
+        && matches!(
+            plural,
+            "pods"
+                | "services"
+                | "configmaps"
+                | "secrets"
+                | "replicationcontrollers"
+                | "persistentvolumeclaims"
+                | "resourcequotas"
+        )
+    {
+        out.insert(plural.to_string(), one);
+    }
+    match kind {
+        "Service" => {
+            let kind = object["spec"]["type"].as_str().unwrap_or("ClusterIP");
+            if matches!(kind, "NodePort" | "LoadBalancer") {
+                let ports = object["spec"]["ports"]
+                    .as_array()
+                    .map(Vec::len)
+                    .unwrap_or(0);
+                out.insert(
+                    "services.nodeports".into(),
+                    Quantity::from_nanos(ports as i128 * 1_000_000_000),
+                );
+            }
+            if kind == "LoadBalancer" {
+                out.insert("services.loadbalancers".into(), one);
+            }
+        }
+        "Pod" => {
+            for (key, field, resource) in COMPUTE {
+                let amount = |list: &str| -> Vec<i128> {
+                    object["spec"][list]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|c| {
+                            quantities(&c["resources"][field])
+                                .get(resource)
+                                .map(|(q, _)| q.nanos())
+                                .unwrap_or(0)
+                        })
+                        .collect()
+                };
+                // Containers run together, init containers one at a time.
+                let total = amount("containers")
+                    .iter()
+                    .sum::<i128>()
+                    .max(amount("initContainers").into_iter().max().unwrap_or(0));
+                if total > 0 {
+                    out.insert(key.to_string(), Quantity::from_nanos(total));
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// A quantity in a canonical form: binary suffixes for exact multiples of 1024, plain
+/// units for integers, else milli-units.
+fn canonical(q: Quantity) -> String {
+    let nanos = q.nanos();
+    if nanos % 1_000_000_000 == 0 {
+        let units = nanos / 1_000_000_000;
+        for (suffix, scale) in [
+            ("Ti", 1i128 << 40),
+            ("Gi", 1 << 30),
+            ("Mi", 1 << 20),
+            ("Ki", 1 << 10),
+        ] {
+            if units != 0 && units % scale == 0 {
+                return format!("{}{suffix}", units / scale);
+            }
+        }
+        return units.to_string();
+    }
+    format!("{}m", q.milli_value())
+}
+
+fn listing(entries: &[(String, Quantity)]) -> String {
+    entries
+        .iter()
+        .map(|(k, q)| format!("{k}={}", canonical(*q)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Charges `usage` to one ResourceQuota (`sign` 1 on create, -1 on delete). `Ok(None)`:
+/// the quota tracks none of it. `Ok(Some(quota))`: the quota with its new
+/// `status.used` (and `status.hard`). `Err`: the message a refused create gets.
+pub fn charge(
+    quota: &Value,
+    usage: &BTreeMap<String, Quantity>,
+    object: &Value,
+    sign: i128,
+) -> Result<Option<Value>, String> {
+    let name = quota["metadata"]["name"].as_str().unwrap_or("");
+    let hard = quantities(&quota["spec"]["hard"]);
+    if hard.is_empty() {
+        return Ok(None);
+    }
+    let used = quantities(&quota["status"]["used"]);
+    // A pod must say how much it needs of every compute resource the quota limits.
+    if sign > 0 && object["kind"] == "Pod" {
+        let mut missing = Vec::new();
+        for (key, field, resource) in COMPUTE {
+            if !hard.contains_key(key) {
+                continue;
+            }
+            let without: Vec<&str> = object["spec"]["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|c| !quantities(&c["resources"][field]).contains_key(resource))
+                .filter_map(|c| c["name"].as_str())
+                .collect();
+            if !without.is_empty() {
+                missing.push(format!("{key} for: {}", without.join(",")));
+            }
+        }
+        if !missing.is_empty() {
+            return Err(format!(
+                "failed quota: {name}: must specify {}",
+                missing.join("; ")
+            ));
+        }
+    }
+    let mut touched = false;
+    let mut new_used: BTreeMap<String, i128> = used
+        .iter()
+        .map(|(k, (q, _))| (k.clone(), q.nanos()))
+        .collect();
+    let (mut requested, mut current, mut limited) = (Vec::new(), Vec::new(), Vec::new());
+    for (key, amount) in usage {
+        let Some((limit, _)) = hard.get(key) else {
+            continue;
+        };
+        touched = true;
+        let before = used.get(key).map(|(q, _)| q.nanos()).unwrap_or(0);
+        let after = (before + sign * amount.nanos()).max(0);
+        if sign > 0 && after > limit.nanos() {
+            requested.push((key.clone(), *amount));
+            current.push((key.clone(), Quantity::from_nanos(before)));
+            limited.push((key.clone(), *limit));
+        }
+        new_used.insert(key.clone(), after);
+    }
+    if !requested.is_empty() {
+        return Err(format!(
+            "exceeded quota: {name}, requested: {}, used: {}, limited: {}",
+            listing(&requested),
+            listing(&current),
+            listing(&limited)
+        ));
+    }
+    if !touched {
+        return Ok(None);
+    }
+    let mut quota = quota.clone();
+    let hard_json: Map<String, Value> = hard
+        .iter()
+        .map(|(k, (_, text))| (k.clone(), json!(text)))
+        .collect();
+    let used_json: Map<String, Value> = hard
+        .keys()
+        .map(|k| {
+            let n = new_used.get(k).copied().unwrap_or(0);
+            (k.clone(), json!(canonical(Quantity::from_nanos(n))))
+        })
+        .collect();
+    quota["status"] = json!({ "hard": hard_json, "used": used_json });
+    Ok(Some(quota))
+}
+
+/// A new ResourceQuota's status: `hard` from its spec, nothing used yet. (Objects that
+/// existed before the quota are counted by the quota controller when it resyncs.)
+pub fn initial_quota_status(quota: &mut Value) {
+    let hard = quantities(&quota["spec"]["hard"]);
+    let hard_json: Map<String, Value> = hard
+        .iter()
+        .map(|(k, (_, text))| (k.clone(), json!(text)))
+        .collect();
+    let used_json: Map<String, Value> = hard.keys().map(|k| (k.clone(), json!("0"))).collect();
+    quota["status"] = json!({ "hard": hard_json, "used": used_json });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quota_counts_and_refuses_with_kubernetes_messages() {
+        let mut quota = json!({ "metadata": { "name": "q" }, "spec": { "hard": { "pods": "2", "requests.cpu": "1" } } });
+        initial_quota_status(&mut quota);
+        let pod = json!({ "kind": "Pod", "spec": { "containers": [ { "name": "c", "resources": { "requests": { "cpu": "400m" } } } ] } });
+        let u = usage("pods", "", "Pod", &pod);
+        assert_eq!(u["pods"], Quantity::from_nanos(1_000_000_000));
+        assert_eq!(u["count/pods"], Quantity::from_nanos(1_000_000_000));
+        let once = charge(&quota, &u, &pod, 1).unwrap().unwrap();
+        assert_eq!(
+            once["status"]["used"],
+            json!({ "pods": "1", "requests.cpu": "400m" })
+        );
+        let twice = charge(&once, &u, &pod, 1).unwrap().unwrap();
+        assert_eq!(
+            charge(&twice, &u, &pod, 1).unwrap_err(),
+            "exceeded quota: q, requested: pods=1,requests.cpu=400m, used: pods=2,requests.cpu=800m, limited: pods=2,requests.cpu=1"
+        );
+        let back = charge(&twice, &u, &pod, -1).unwrap().unwrap();
+        assert_eq!(
+            back["status"]["used"],
+            json!({ "pods": "1", "requests.cpu": "400m" })
+        );
+        let bare = json!({ "kind": "Pod", "spec": { "containers": [ { "name": "c" } ] } });
+        assert_eq!(
+            charge(&quota, &usage("pods", "", "Pod", &bare), &bare, 1).unwrap_err(),
+            "failed quota: q: must specify requests.cpu for: c"
+        );
+        let cm = json!({ "kind": "ConfigMap" });
+        assert_eq!(
+            charge(&quota, &usage("configmaps", "", "ConfigMap", &cm), &cm, 1),
+            Ok(None)
+        );
+        let deploys = usage("deployments", "apps", "Deployment", &json!({}));
+        assert!(deploys.contains_key("count/deployments.apps"));
+    }
 
     fn pod(resources: Value) -> Value {
         json!({ "metadata": { "name": "p" }, "spec": { "containers": [ { "name": "c", "image": "i", "resources": resources } ] } })

@@ -211,6 +211,17 @@ pub const RESOURCES: &[Resource] = &[
     r(
         "",
         "v1",
+        "resourcequotas",
+        "resourcequota",
+        "ResourceQuota",
+        true,
+        true,
+        false,
+        &["quota"],
+    ),
+    r(
+        "",
+        "v1",
         "limitranges",
         "limitrange",
         "LimitRange",

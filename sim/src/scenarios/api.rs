@@ -1116,6 +1116,55 @@ fn script() -> Vec<(ScriptStep, Expect)> {
                 contains: &["pods \\\"greedy\\\" is forbidden: maximum cpu usage per Container is 1, but limit is 2"],
             },
         ),
+        // ResourceQuota: charged with each create, credited with each removal.
+        (
+            step(api(
+                Verb::Create,
+                "",
+                "resourcequotas",
+                ns,
+                None,
+                Some(json!({ "apiVersion": "v1", "kind": "ResourceQuota", "metadata": { "name": "q" },
+                    "spec": { "hard": { "pods": "1", "requests.cpu": "1" } } })),
+            )),
+            Expect {
+                code: 201,
+                contains: &["\"used\":{\"pods\":\"0\",\"requests.cpu\":\"0\"}"],
+            },
+        ),
+        (
+            step(api(Verb::Create, "", "pods", ns, None, Some(pod("q1", None)))),
+            Expect { code: 201, contains: &[] },
+        ),
+        (
+            step(api(Verb::Get, "", "resourcequotas", ns, Some("q"), None)),
+            Expect {
+                code: 200,
+                contains: &["\"used\":{\"pods\":\"1\",\"requests.cpu\":\"100m\"}"],
+            },
+        ),
+        (
+            step(api(Verb::Create, "", "pods", ns, None, Some(pod("q2", None)))),
+            Expect {
+                code: 403,
+                contains: &["pods \\\"q2\\\" is forbidden: exceeded quota: q, requested: pods=1, used: pods=1, limited: pods=1"],
+            },
+        ),
+        (
+            step(api(Verb::Delete, "", "pods", ns, Some("q1"), None)),
+            Expect { code: 200, contains: &[] },
+        ),
+        (
+            step(api(Verb::Get, "", "resourcequotas", ns, Some("q"), None)),
+            Expect {
+                code: 200,
+                contains: &["\"used\":{\"pods\":\"0\",\"requests.cpu\":\"0\"}"],
+            },
+        ),
+        (
+            step(api(Verb::Create, "", "pods", ns, None, Some(pod("q2", None)))),
+            Expect { code: 201, contains: &[] },
+        ),
     ]
 }
 
