@@ -202,6 +202,7 @@ pub fn run_client(args: ApiClientArgs) -> u8 {
             role: role.clone(),
             think_ms: 50,
             timeout_ms: 2_000,
+            start_ms: 500,
         };
         if let Err(e) = keel_actors::apiserver::workload::ApiWorkload::new(config.clone()) {
             return bad_input(e);

@@ -107,6 +107,7 @@ fn a_slow_watcher_is_cut_off_without_slowing_the_others() {
                     role: role.into(),
                     think_ms: 20,
                     timeout_ms: 3_000,
+                    start_ms: 500,
                 })
                 .unwrap(),
             ),
@@ -218,4 +219,184 @@ fn a_slow_watcher_is_cut_off_without_slowing_the_others() {
         written.range(last_seen + 1..).count() <= 2,
         "the informer fell behind the writer"
     );
+}
+
+/// Services created concurrently through three API servers in a namespace with a
+/// ResourceQuota of 15 services: exactly 15 are admitted, and the quota's recorded
+/// usage matches — racing admissions never overspend and never lose a charge.
+#[test]
+fn racing_creates_never_overspend_a_quota() {
+    use keel_actors::apiserver::messages::{ApiMessage, ApiRequest, ListOptions, Verb};
+    use keel_actors::apiserver::script::{ScriptConfig, KIND as SCRIPT_KIND};
+    use keel_actors::apiserver::workload::{ApiReport, KIND as WORKLOAD_KIND};
+    use keel_actors::apiserver::{ApiServerConfig, KIND as API_KIND};
+    use keel_actors::message::Report;
+    use keel_actors::store::StoreConfig;
+    use keel_actors::Message;
+    use keel_engine::{ActorSpec, Address};
+    use keel_sim::{
+        Fault, FaultSchedule, Invariant, Machine, NetworkConfig, Observation, SimConfig,
+        TimedFault, World,
+    };
+    use std::collections::BTreeSet;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Default)]
+    struct Seen {
+        created: BTreeSet<String>,
+        quota_used: Option<String>,
+        listed: Option<usize>,
+    }
+    struct Recorder(Arc<Mutex<Seen>>);
+    impl Invariant for Recorder {
+        fn name(&self) -> &'static str {
+            "recorder"
+        }
+        fn observe(&mut self, o: &Observation<'_>, _w: &World<'_>) -> Result<(), String> {
+            let mut seen = self.0.lock().unwrap();
+            match o {
+                Observation::Emitted {
+                    msg: Message::Report(Report::Api(ApiReport::ServiceIp { name, .. })),
+                    ..
+                } => {
+                    seen.created.insert(name.clone());
+                }
+                Observation::Emitted {
+                    msg: Message::Report(Report::ApiScript(r)),
+                    ..
+                } => {
+                    let body: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+                    match r.step {
+                        0 => {
+                            seen.quota_used = body["status"]["used"]["services"]
+                                .as_str()
+                                .map(str::to_string)
+                        }
+                        _ => seen.listed = body["items"].as_array().map(Vec::len),
+                    }
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+        fn finish(&mut self, _w: &World<'_>) -> Result<String, String> {
+            Ok(String::new())
+        }
+    }
+    let spec = |kind: &str, config: serde_json::Value| ActorSpec {
+        kind: kind.into(),
+        config_json: config.to_string(),
+    };
+    let store = Address::new("s1", keel_actors::store::KIND, 0);
+    let apiservers: Vec<Address> = (1..=3)
+        .map(|i| Address::new(format!("a{i}"), API_KIND, 0))
+        .collect();
+    let mut machines = vec![Machine {
+        name: "s1".into(),
+        actors: vec![(
+            store.clone(),
+            spec(
+                keel_actors::store::KIND,
+                serde_json::to_value(StoreConfig::new(1, vec![(1, store.clone())])).unwrap(),
+            ),
+        )],
+    }];
+    for a in &apiservers {
+        machines.push(Machine {
+            name: a.node.to_string(),
+            actors: vec![(
+                a.clone(),
+                spec(
+                    API_KIND,
+                    serde_json::to_value(ApiServerConfig::new(vec![store.clone()])).unwrap(),
+                ),
+            )],
+        });
+    }
+    let request = |verb: Verb,
+                   resource: &str,
+                   name: Option<&str>,
+                   body: Option<serde_json::Value>| ApiRequest {
+        verb,
+        group: String::new(),
+        version: "v1".into(),
+        resource: resource.into(),
+        subresource: None,
+        namespace: Some("default".into()),
+        name: name.map(str::to_string),
+        body: body
+            .map(|b| serde_json::to_vec(&b).unwrap())
+            .unwrap_or_default(),
+        options: ListOptions::default(),
+    };
+    // Six creators, two per API server, starting once the quota surely exists.
+    let mut clients = Vec::new();
+    for n in 1..=6u64 {
+        let config = serde_json::json!({ "client": n, "apiservers": [apiservers[(n % 3) as usize]],
+            "role": "services", "think_ms": 20, "timeout_ms": 3000, "start_ms": 5000 });
+        clients.push((
+            Address::new("c1", WORKLOAD_KIND, n as u32),
+            spec(WORKLOAD_KIND, config),
+        ));
+    }
+    let script = ScriptConfig {
+        apiserver: apiservers[0].clone(),
+        steps: vec![
+            keel_actors::apiserver::script::ScriptStep {
+                request: request(Verb::Get, "resourcequotas", Some("q"), None),
+                use_version_of: None,
+            },
+            keel_actors::apiserver::script::ScriptStep {
+                request: request(Verb::List, "services", None, None),
+                use_version_of: None,
+            },
+        ],
+        start_after_ms: 18_000,
+        step_timeout_ms: 3_000,
+    };
+    clients.push((
+        Address::new("c1", SCRIPT_KIND, 0),
+        spec(SCRIPT_KIND, serde_json::to_value(script).unwrap()),
+    ));
+    machines.push(Machine {
+        name: "c1".into(),
+        actors: clients,
+    });
+    let quota = serde_json::json!({ "apiVersion": "v1", "kind": "ResourceQuota", "metadata": { "name": "q" },
+        "spec": { "hard": { "services": "15" } } });
+    // The quota is created (idempotently, in case the store was still electing) before
+    // any service.
+    let faults: Vec<TimedFault> = [2_000, 2_500, 3_000, 3_500]
+        .into_iter()
+        .map(|at_ms| TimedFault {
+            at_ms,
+            fault: Fault::Inject {
+                to: apiservers[1].clone(),
+                msg: Box::new(Message::Api(ApiMessage::Request {
+                    id: at_ms,
+                    request: request(Verb::Create, "resourcequotas", None, Some(quota.clone())),
+                })),
+            },
+        })
+        .collect();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let summary = keel_sim::run(SimConfig {
+        scenario: "quota-race".into(),
+        seed: 3,
+        duration_ms: 22_000,
+        machines,
+        network: NetworkConfig::default(),
+        faults: FaultSchedule::new(faults),
+        invariants: vec![Box::new(Recorder(seen.clone()))],
+        record: None,
+        progress_every_ms: None,
+    })
+    .unwrap();
+    assert!(summary.ok, "{:?}", summary.invariants);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.created.len(), 15, "admitted {:?}", seen.created);
+    assert_eq!(seen.quota_used.as_deref(), Some("15"));
+    // The `kubernetes` service does not exist in keel's sim (no bootstrap controller):
+    // every listed service is one the creators made.
+    assert_eq!(seen.listed, Some(15));
 }

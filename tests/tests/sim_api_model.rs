@@ -353,6 +353,7 @@ fn run(seed: u64, ops: &[Op]) -> Result<(), String> {
                             role: "watcher".into(),
                             think_ms: 100,
                             timeout_ms: 3_000,
+                            start_ms: 500,
                         })
                         .unwrap(),
                     ),

@@ -33,6 +33,13 @@ pub struct ApiWorkloadConfig {
     pub role: String,
     pub think_ms: u64,
     pub timeout_ms: u64,
+    /// When the first request goes out (after start).
+    #[serde(default = "default_start_ms")]
+    pub start_ms: u64,
+}
+
+fn default_start_ms() -> u64 {
+    500
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -473,7 +480,10 @@ impl Actor for ApiWorkload {
                     }
                     self.client = Some(client);
                 }
-                ctx.set_timer(WorkloadTimer::Next, Duration::from_millis(500));
+                ctx.set_timer(
+                    WorkloadTimer::Next,
+                    Duration::from_millis(self.config.start_ms),
+                );
                 ctx.set_timer(WorkloadTimer::Tick, Duration::from_millis(TICK_MS));
             }
             Input::Timer(WorkloadTimer::Next) => self.next(ctx),

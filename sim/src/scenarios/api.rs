@@ -90,6 +90,7 @@ pub fn machines() -> Vec<Machine> {
             role: role.into(),
             think_ms: if role == "services" { 300 } else { 30 },
             timeout_ms: 3_000,
+            start_ms: 500,
         };
         by_machine.entry(machine).or_default().push((
             Address::new(machine, WORKLOAD_KIND, client as u32),
