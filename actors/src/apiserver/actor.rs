@@ -161,6 +161,10 @@ enum Stage {
     CreateCheckLimits,
     /// ResourceQuota admission: reading the namespace's quotas to charge a create.
     CreateCheckQuota,
+    /// A new ResourceQuota counts the objects that already exist (resources in order).
+    CreateQuotaUsage {
+        resources: Vec<&'static Resource>,
+    },
     /// Priority admission: resolving `spec.priorityClassName` of a Pod.
     CreateCheckPriority,
     CreateWrite,
@@ -822,8 +826,40 @@ impl ApiServer {
                 .err()
                 .map(|e| store_failure(&e));
         }
+        let namespace = op.request.namespace.clone().unwrap_or_default();
+        let counting = matches!(op.stage, Stage::CreateQuotaUsage { .. });
+        if op.resource.kind == "ResourceQuota" && !counting {
+            // Count what the namespace already holds (one read of each resource).
+            let quota = op.prepared.clone().unwrap_or_default();
+            let resources: Vec<&'static Resource> = admission::quota_resources(&quota)
+                .iter()
+                .filter_map(|(plural, group)| Resource::find(group, plural))
+                .filter(|r| r.namespaced)
+                .collect();
+            let success = resources
+                .iter()
+                .map(|r| {
+                    let prefix = r.prefix(Some(&namespace)).into_bytes();
+                    RequestOp::Range(RangeRequest {
+                        range_end: prefix_end(&prefix),
+                        key: prefix,
+                        ..Default::default()
+                    })
+                })
+                .collect();
+            op.stage = Stage::CreateQuotaUsage { resources };
+            let request = StoreRequest::Txn(TxnRequest {
+                compare: Vec::new(),
+                success,
+                failure: Vec::new(),
+            });
+            return self
+                .store(out, now, op_id, request)
+                .err()
+                .map(|e| store_failure(&e));
+        }
         op.stage = Stage::CreateCheckQuota;
-        let request = quotas_read(op.request.namespace.as_deref().unwrap_or(""));
+        let request = quotas_read(&namespace);
         self.store(out, now, op_id, request)
             .err()
             .map(|e| store_failure(&e))
@@ -1011,6 +1047,27 @@ impl ApiServer {
                 }
                 self.create_check_quota(ctx, out, op_id, op)
             }
+            (Stage::CreateQuotaUsage { resources }, StoreResponse::Txn(t)) => {
+                let mut existing = Vec::new();
+                for (counted, response) in resources.iter().zip(&t.responses) {
+                    if let ResponseOp::Range(range) = response {
+                        for kv in &range.kvs {
+                            let object: Value =
+                                serde_json::from_slice(&kv.value).unwrap_or_default();
+                            existing.push((
+                                counted.plural.to_string(),
+                                counted.group.to_string(),
+                                counted.kind.to_string(),
+                                object,
+                            ));
+                        }
+                    }
+                }
+                if let Some(quota) = op.prepared.as_mut() {
+                    admission::count_existing(quota, &existing);
+                }
+                self.create_check_quota(ctx, out, op_id, op)
+            }
             (Stage::CreateCheckQuota, StoreResponse::Range(r)) => {
                 let object = op.prepared.clone().unwrap_or_default();
                 let usage =
@@ -1120,7 +1177,10 @@ impl ApiServer {
                 };
                 match self.prepare_update(resource, &op.request, kv) {
                     Err(response) => Some(response),
-                    Ok(next) => {
+                    Ok(mut next) => {
+                        if resource.kind == "ResourceQuota" && op.request.subresource.is_none() {
+                            admission::refresh_quota_hard(&mut next);
+                        }
                         let expected = kv.mod_revision;
                         // An object being deleted whose last finalizer went goes — unless
                         // it is a pod still in its grace period (the kubelet deletes it).
@@ -1130,6 +1190,19 @@ impl ApiServer {
                                 .as_i64()
                                 .unwrap_or(0)
                                 == 0;
+                        if deleting && resource.namespaced {
+                            // The last finalizer of an object being deleted is gone: delete
+                            // it, giving its quota usage back in the same write.
+                            op.stage = Stage::DeleteCheckQuota {
+                                old: next,
+                                mod_revision: expected,
+                            };
+                            let request = quotas_read(namespace.as_deref().unwrap_or(""));
+                            return self
+                                .store(out, now, op_id, request)
+                                .err()
+                                .map(|e| store_failure(&e));
+                        }
                         let request = if deleting {
                             // The last finalizer of an object being deleted is gone: delete it.
                             delete_if(&key, expected)

@@ -440,8 +440,62 @@ pub fn charge(
     Ok(Some(quota))
 }
 
-/// A new ResourceQuota's status: `hard` from its spec, nothing used yet. (Objects that
-/// existed before the quota are counted by the quota controller when it resyncs.)
+/// The resources (plural, group) whose objects a quota's `spec.hard` counts.
+pub fn quota_resources(quota: &Value) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for key in quantities(&quota["spec"]["hard"]).keys() {
+        let (plural, group) = if let Some(counted) = key.strip_prefix("count/") {
+            match counted.split_once('.') {
+                Some((plural, group)) => (plural.to_string(), group.to_string()),
+                None => (counted.to_string(), String::new()),
+            }
+        } else if COMPUTE.iter().any(|(k, _, _)| k == key) {
+            ("pods".into(), String::new())
+        } else if key.starts_with("services.") {
+            ("services".into(), String::new())
+        } else {
+            (key.clone(), String::new())
+        };
+        if !out.contains(&(plural.clone(), group.clone())) {
+            out.push((plural, group));
+        }
+    }
+    out
+}
+
+/// Sets a new quota's `status.used` from the objects that already exist (pods that
+/// finished are not counted), as the quota controller would.
+pub fn count_existing(quota: &mut Value, existing: &[(String, String, String, Value)]) {
+    let hard = quantities(&quota["spec"]["hard"]);
+    let mut used: BTreeMap<String, i128> = hard.keys().map(|k| (k.clone(), 0)).collect();
+    for (plural, group, kind, object) in existing {
+        if kind == "Pod"
+            && matches!(
+                object["status"]["phase"].as_str(),
+                Some("Succeeded" | "Failed")
+            )
+        {
+            continue;
+        }
+        for (key, amount) in usage(plural, group, kind, object) {
+            if let Some(total) = used.get_mut(&key) {
+                *total += amount.nanos();
+            }
+        }
+    }
+    let hard_json: Map<String, Value> = hard
+        .iter()
+        .map(|(k, (_, text))| (k.clone(), json!(text)))
+        .collect();
+    let used_json: Map<String, Value> = used
+        .iter()
+        .map(|(k, n)| (k.clone(), json!(canonical(Quantity::from_nanos(*n)))))
+        .collect();
+    quota["status"] = json!({ "hard": hard_json, "used": used_json });
+}
+
+/// A new ResourceQuota's status before it has counted anything: `hard` from its spec,
+/// nothing used ([`count_existing`] fills in what already exists).
 pub fn initial_quota_status(quota: &mut Value) {
     let hard = quantities(&quota["spec"]["hard"]);
     let hard_json: Map<String, Value> = hard
@@ -449,6 +503,30 @@ pub fn initial_quota_status(quota: &mut Value) {
         .map(|(k, (_, text))| (k.clone(), json!(text)))
         .collect();
     let used_json: Map<String, Value> = hard.keys().map(|k| (k.clone(), json!("0"))).collect();
+    quota["status"] = json!({ "hard": hard_json, "used": used_json });
+}
+
+/// A quota whose `spec.hard` changed: `status.hard` follows, `status.used` keeps what it
+/// counted (a resource newly limited starts at 0 until the quota controller counts it).
+pub fn refresh_quota_hard(quota: &mut Value) {
+    let hard = quantities(&quota["spec"]["hard"]);
+    let used = quantities(&quota["status"]["used"]);
+    let hard_json: Map<String, Value> = hard
+        .iter()
+        .map(|(k, (_, text))| (k.clone(), json!(text)))
+        .collect();
+    let used_json: Map<String, Value> = hard
+        .keys()
+        .map(|k| {
+            (
+                k.clone(),
+                json!(used
+                    .get(k)
+                    .map(|(_, t)| t.clone())
+                    .unwrap_or_else(|| "0".into())),
+            )
+        })
+        .collect();
     quota["status"] = json!({ "hard": hard_json, "used": used_json });
 }
 

@@ -1117,56 +1117,85 @@ fn script() -> Vec<(ScriptStep, Expect)> {
                 contains: &["pods \\\"greedy\\\" is forbidden: maximum cpu usage per Container is 1, but limit is 2"],
             },
         ),
-        // ResourceQuota: charged with each create, credited with each removal.
+        // ResourceQuota (in a namespace of its own): a new quota counts what exists,
+        // each create is charged, each removal credited.
+        (
+            step(api(
+                Verb::Create,
+                "",
+                "namespaces",
+                None,
+                None,
+                Some(json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "quota" } })),
+            )),
+            Expect { code: 201, contains: &[] },
+        ),
+        (
+            step(api(Verb::Create, "", "pods", Some("quota"), None, Some(cpu_pod("early")))),
+            Expect { code: 201, contains: &[] },
+        ),
         (
             step(api(
                 Verb::Create,
                 "",
                 "resourcequotas",
-                ns,
+                Some("quota"),
                 None,
                 Some(json!({ "apiVersion": "v1", "kind": "ResourceQuota", "metadata": { "name": "q" },
-                    "spec": { "hard": { "pods": "1", "requests.cpu": "1" } } })),
+                    "spec": { "hard": { "pods": "2", "requests.cpu": "1" } } })),
             )),
             Expect {
                 code: 201,
-                contains: &["\"used\":{\"pods\":\"0\",\"requests.cpu\":\"0\"}"],
+                contains: &["\"used\":{\"pods\":\"1\",\"requests.cpu\":\"100m\"}"],
             },
         ),
         (
-            step(api(Verb::Create, "", "pods", ns, None, Some(pod("q1", None)))),
+            step(api(Verb::Create, "", "pods", Some("quota"), None, Some(cpu_pod("q1")))),
             Expect { code: 201, contains: &[] },
         ),
         (
-            step(api(Verb::Get, "", "resourcequotas", ns, Some("q"), None)),
+            step(api(Verb::Get, "", "resourcequotas", Some("quota"), Some("q"), None)),
+            Expect {
+                code: 200,
+                contains: &["\"used\":{\"pods\":\"2\",\"requests.cpu\":\"200m\"}"],
+            },
+        ),
+        (
+            step(api(Verb::Create, "", "pods", Some("quota"), None, Some(cpu_pod("q2")))),
+            Expect {
+                code: 403,
+                contains: &["pods \\\"q2\\\" is forbidden: exceeded quota: q, requested: pods=1, used: pods=2, limited: pods=2"],
+            },
+        ),
+        (
+            step(api(Verb::Create, "", "pods", Some("quota"), None, Some(pod("bare", None)))),
+            Expect {
+                code: 403,
+                contains: &["failed quota: q: must specify requests.cpu for: c"],
+            },
+        ),
+        (
+            step(api(Verb::Delete, "", "pods", Some("quota"), Some("q1"), None)),
+            Expect { code: 200, contains: &[] },
+        ),
+        (
+            step(api(Verb::Get, "", "resourcequotas", Some("quota"), Some("q"), None)),
             Expect {
                 code: 200,
                 contains: &["\"used\":{\"pods\":\"1\",\"requests.cpu\":\"100m\"}"],
             },
         ),
         (
-            step(api(Verb::Create, "", "pods", ns, None, Some(pod("q2", None)))),
-            Expect {
-                code: 403,
-                contains: &["pods \\\"q2\\\" is forbidden: exceeded quota: q, requested: pods=1, used: pods=1, limited: pods=1"],
-            },
-        ),
-        (
-            step(api(Verb::Delete, "", "pods", ns, Some("q1"), None)),
-            Expect { code: 200, contains: &[] },
-        ),
-        (
-            step(api(Verb::Get, "", "resourcequotas", ns, Some("q"), None)),
-            Expect {
-                code: 200,
-                contains: &["\"used\":{\"pods\":\"0\",\"requests.cpu\":\"0\"}"],
-            },
-        ),
-        (
-            step(api(Verb::Create, "", "pods", ns, None, Some(pod("q2", None)))),
+            step(api(Verb::Create, "", "pods", Some("quota"), None, Some(cpu_pod("q2")))),
             Expect { code: 201, contains: &[] },
         ),
     ]
+}
+
+fn cpu_pod(name: &str) -> serde_json::Value {
+    let mut pod = pod(name, None);
+    pod["spec"]["containers"][0]["resources"] = json!({ "requests": { "cpu": "100m" } });
+    pod
 }
 
 fn big_pod(name: &str) -> serde_json::Value {
