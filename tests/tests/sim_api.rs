@@ -400,3 +400,92 @@ fn racing_creates_never_overspend_a_quota() {
     // every listed service is one the creators made.
     assert_eq!(seen.listed, Some(15));
 }
+
+/// With watch caches of only 3 events, informers whose API server dies cannot resume
+/// elsewhere: the next server answers 410 and they re-list. Every invariant of
+/// api-replicas still holds — a session ends, a re-list follows, nothing is skipped.
+#[test]
+fn informers_relist_when_the_watch_cache_has_moved_on() {
+    use keel_actors::apiserver::workload::ApiReport;
+    use keel_actors::message::Report;
+    use keel_actors::Message;
+    use keel_sim::{
+        Fault, FaultSchedule, Invariant, NetworkConfig, Observation, SimConfig, TimedFault, World,
+    };
+    use std::sync::{Arc, Mutex};
+
+    struct Relists(Arc<Mutex<u64>>);
+    impl Invariant for Relists {
+        fn name(&self) -> &'static str {
+            "relists"
+        }
+        fn observe(&mut self, o: &Observation<'_>, _w: &World<'_>) -> Result<(), String> {
+            if let Observation::Emitted {
+                msg: Message::Report(Report::Api(ApiReport::WatchEnded { reason, .. })),
+                ..
+            } = o
+            {
+                if reason.contains("410") {
+                    *self.0.lock().unwrap() += 1;
+                }
+            }
+            Ok(())
+        }
+        fn finish(&mut self, _w: &World<'_>) -> Result<String, String> {
+            Ok(String::new())
+        }
+    }
+    let mut machines = scenarios::api::machines();
+    for machine in &mut machines {
+        for (_, spec) in &mut machine.actors {
+            if spec.kind == keel_actors::apiserver::KIND {
+                let mut config: serde_json::Value =
+                    serde_json::from_str(&spec.config_json).unwrap();
+                config["watch_cache_events"] = serde_json::json!(3);
+                spec.config_json = config.to_string();
+            }
+        }
+    }
+    let faults = FaultSchedule::new(
+        [
+            ("a1", 6_000, 9_000),
+            ("a2", 12_000, 15_000),
+            ("a3", 18_000, 21_000),
+        ]
+        .into_iter()
+        .flat_map(|(node, kill, restart)| {
+            [
+                TimedFault {
+                    at_ms: kill,
+                    fault: Fault::Kill { node: node.into() },
+                },
+                TimedFault {
+                    at_ms: restart,
+                    fault: Fault::Restart { node: node.into() },
+                },
+            ]
+        })
+        .collect(),
+    );
+    let relists = Arc::new(Mutex::new(0));
+    let mut invariants = scenarios::api::invariants(&faults);
+    invariants.push(Box::new(Relists(relists.clone())));
+    let summary = keel_sim::run(SimConfig {
+        scenario: "api-relist".into(),
+        seed: 4,
+        duration_ms: 30_000,
+        machines,
+        network: NetworkConfig::default(),
+        faults,
+        invariants,
+        record: None,
+        progress_every_ms: None,
+    })
+    .unwrap();
+    assert!(summary.ok, "{:?}", summary.invariants);
+    assert!(
+        *relists.lock().unwrap() > 0,
+        "no informer had to re-list: {:?}",
+        summary.invariants
+    );
+}
