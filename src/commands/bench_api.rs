@@ -240,10 +240,12 @@ fn fanout_figures(plan: &Plan, rounds: Vec<FanoutRound>) -> FanoutFigures {
         ..FanoutFigures::default()
     };
     for round in rounds {
+        // Events per second over the measured round (the drain after it adds stragglers,
+        // not time).
         let f = figures(
             round.delivered,
             0,
-            Duration::from_millis(round.elapsed_ms),
+            Duration::from_millis(config.round_ms),
             &round.latencies_us,
             None,
         );
