@@ -191,7 +191,19 @@ fn a_slow_watcher_is_cut_off_without_slowing_the_others() {
         .iter()
         .filter(|r| matches!(r, ApiReport::WatchStarted { client: 2, .. }))
         .count();
-    assert_eq!(sessions, 1, "the informer's watch was never interrupted");
+    let ended: Vec<&String> = reports
+        .iter()
+        .filter_map(|r| match r {
+            ApiReport::WatchEnded {
+                client: 2, reason, ..
+            } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        sessions, 1,
+        "the informer's watch was interrupted: {ended:?}"
+    );
     let written_after_cut = reports[cut_off..]
         .iter()
         .filter(|r| matches!(r, ApiReport::Updated { .. }))
@@ -401,8 +413,9 @@ fn racing_creates_never_overspend_a_quota() {
     assert_eq!(seen.listed, Some(15));
 }
 
-/// With watch caches of only 3 events, informers whose API server dies cannot resume
-/// elsewhere: the next server answers 410 and they re-list. Every invariant of
+/// With watch caches of only 3 events and the store compacted every 2 s, informers
+/// whose API server dies cannot resume elsewhere: the next server answers 410 and they
+/// re-list. Every invariant of
 /// api-replicas still holds — a session ends, a re-list follows, nothing is skipped.
 #[test]
 fn informers_relist_when_the_watch_cache_has_moved_on() {
@@ -436,12 +449,42 @@ fn informers_relist_when_the_watch_cache_has_moved_on() {
         }
     }
     let mut machines = scenarios::api::machines();
+    // Three more informers, one starting on each API server, so that every live server
+    // keeps its ConfigMap cache loaded and moving: a watch resumed there is too old.
+    let servers: Vec<keel_engine::Address> = (1..=3)
+        .map(|i| keel_engine::Address::new(format!("a{i}"), keel_actors::apiserver::KIND, 0))
+        .collect();
+    let watchers = (0..3u64)
+        .map(|i| {
+            let client = 10 + i;
+            let config = serde_json::json!({ "client": client, "apiservers": servers,
+                "role": "watcher", "think_ms": 30, "timeout_ms": 3000, "start_ms": 500 });
+            (
+                keel_engine::Address::new(
+                    "c3",
+                    keel_actors::apiserver::workload::KIND,
+                    client as u32,
+                ),
+                keel_engine::ActorSpec {
+                    kind: keel_actors::apiserver::workload::KIND.into(),
+                    config_json: config.to_string(),
+                },
+            )
+        })
+        .collect();
+    machines.push(keel_sim::Machine {
+        name: "c3".into(),
+        actors: watchers,
+    });
     for machine in &mut machines {
         for (_, spec) in &mut machine.actors {
             if spec.kind == keel_actors::apiserver::KIND {
                 let mut config: serde_json::Value =
                     serde_json::from_str(&spec.config_json).unwrap();
                 config["watch_cache_events"] = serde_json::json!(3);
+                // Compact the store's history every 2 s: a watch resumed from a version
+                // a few seconds old cannot be served from history either.
+                config["compaction_interval_ms"] = serde_json::json!(2_000);
                 spec.config_json = config.to_string();
             }
         }

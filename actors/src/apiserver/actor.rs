@@ -48,6 +48,10 @@ use std::time::Duration;
 
 pub const KIND: &str = "apiserver";
 
+/// The key whose version counts compaction rounds (kube-apiserver's
+/// `compact_rev_key`).
+const COMPACT_KEY: &str = "/registry/compact_rev_key";
+
 /// Namespaces that exist from the start.
 pub const SYSTEM_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -84,6 +88,16 @@ pub struct ApiServerConfig {
     /// Attempts at picking a free IP or port before giving up.
     #[serde(default = "default_allocation_attempts_max")]
     pub allocation_attempts_max: u32,
+    /// How often the store's history is compacted (kube-apiserver's
+    /// `--etcd-compaction-interval`, 5 minutes); 0 never. Each round compacts up to the
+    /// revision seen at the previous round, and a compare-and-swap on one key makes only
+    /// one of several API servers compact per round.
+    #[serde(default = "default_compaction_interval_ms")]
+    pub compaction_interval_ms: u64,
+}
+
+fn default_compaction_interval_ms() -> u64 {
+    300_000
 }
 
 fn default_service_ip_base() -> [u8; 2] {
@@ -128,6 +142,7 @@ impl ApiServerConfig {
             service_ip_base: default_service_ip_base(),
             node_port_range: default_node_port_range(),
             allocation_attempts_max: default_allocation_attempts_max(),
+            compaction_interval_ms: default_compaction_interval_ms(),
         }
     }
 
@@ -182,6 +197,10 @@ enum Stage {
         old: Value,
     },
     Bootstrap,
+    /// The compaction round's compare-and-swap on the compaction key.
+    CompactClaim,
+    /// The compaction itself.
+    Compact,
 }
 
 struct Op {
@@ -245,6 +264,11 @@ pub struct ApiServer {
     bootstrap_pending: Vec<String>,
     ticks: u64,
     pub served: u64,
+    /// Compaction rounds: the compaction key's version this server last saw, the revision
+    /// to compact at the next round, and when the last round started.
+    compact_version: i64,
+    compact_revision: i64,
+    compact_round_at: Option<Time>,
 }
 
 type Ctx<'a> = Context<'a, Message, ApiTimer>;
@@ -465,6 +489,9 @@ impl ApiServer {
             bootstrap_pending: SYSTEM_NAMESPACES.iter().map(|n| n.to_string()).collect(),
             ticks: 0,
             served: 0,
+            compact_version: 0,
+            compact_revision: 0,
+            compact_round_at: None,
         })
     }
 
@@ -1383,6 +1410,44 @@ impl ApiServer {
                     .err()
                     .map(|e| store_failure(&e))
             }
+            (Stage::CompactClaim, StoreResponse::Txn(t)) => {
+                // As kube-apiserver does: whoever moves the key's version compacts to the
+                // revision recorded a round ago; the others learn the version.
+                let previous = self.compact_revision;
+                self.compact_revision = t.header_revision;
+                if !t.succeeded {
+                    self.compact_version = t
+                        .responses
+                        .iter()
+                        .find_map(|r| match r {
+                            ResponseOp::Range(range) => range.kvs.first().map(|kv| kv.version),
+                            _ => None,
+                        })
+                        .unwrap_or(self.compact_version);
+                    return Some(ApiResponse {
+                        code: 200,
+                        body: Vec::new(),
+                    });
+                }
+                self.compact_version += 1;
+                if previous == 0 {
+                    return Some(ApiResponse {
+                        code: 200,
+                        body: Vec::new(),
+                    });
+                }
+                op.stage = Stage::Compact;
+                let request = StoreRequest::Compact(crate::store::types::CompactRequest {
+                    revision: previous,
+                });
+                self.store(out, now, op_id, request)
+                    .err()
+                    .map(|e| store_failure(&e))
+            }
+            (Stage::Compact, _) => Some(ApiResponse {
+                code: 200,
+                body: Vec::new(),
+            }),
             (Stage::Bootstrap, _) => Some(ApiResponse {
                 code: 200,
                 body: Vec::new(),
@@ -2007,6 +2072,70 @@ impl ApiServer {
         }
     }
 
+    /// Starts a compaction round when one is due (see `compaction_interval_ms`).
+    fn maybe_compact(&mut self, ctx: &mut Ctx<'_>, out: &mut Out) {
+        let every = self.config.compaction_interval_ms;
+        let now = ctx.now();
+        if every == 0 || !self.bootstrap_pending.is_empty() {
+            return;
+        }
+        // The first round waits a whole interval too: it only records a revision (as
+        // kube-apiserver's bootstrap round does) but writes the compaction key, and a
+        // write right at start-up would move the revision under clients that just
+        // listed.
+        let Some(at) = self.compact_round_at else {
+            self.compact_round_at = Some(now);
+            return;
+        };
+        let due = now.since(at) >= Duration::from_millis(every);
+        let busy = self
+            .ops
+            .values()
+            .any(|op| matches!(op.stage, Stage::CompactClaim | Stage::Compact));
+        if !due || busy {
+            return;
+        }
+        self.compact_round_at = Some(now);
+        let key = COMPACT_KEY.as_bytes().to_vec();
+        let request = StoreRequest::Txn(TxnRequest {
+            compare: vec![Compare {
+                key: key.clone(),
+                range_end: Vec::new(),
+                result: CompareResult::Equal,
+                target: CompareTarget::Version(self.compact_version),
+            }],
+            success: vec![RequestOp::Put(PutRequest {
+                key: key.clone(),
+                value: self.compact_revision.to_string().into_bytes(),
+                ..Default::default()
+            })],
+            failure: vec![RequestOp::Range(RangeRequest {
+                key,
+                ..Default::default()
+            })],
+        });
+        let op_id = self.new_op(
+            None,
+            ApiRequest {
+                verb: Verb::Update,
+                group: String::new(),
+                version: "v1".into(),
+                resource: "compaction".into(),
+                subresource: None,
+                namespace: None,
+                name: None,
+                body: Vec::new(),
+                options: ListOptions::default(),
+            },
+            &RESOURCES[0],
+            Stage::CompactClaim,
+            None,
+        );
+        if self.store(out, now, op_id, request).is_err() {
+            self.ops.remove(&op_id);
+        }
+    }
+
     fn bookmarks(&mut self, ctx: &mut Ctx<'_>) {
         let now = ctx.now();
         let every = Duration::from_millis(self.config.bookmark_ms);
@@ -2432,6 +2561,7 @@ impl Actor for ApiServer {
                     self.on_cache_events(ctx, &mut out, watch, output);
                 }
                 self.bookmarks(ctx);
+                self.maybe_compact(ctx, &mut out);
                 self.ticks += 1;
                 if !self.bootstrap_pending.is_empty() && self.ticks.is_multiple_of(10) {
                     self.bootstrap(ctx, &mut out);

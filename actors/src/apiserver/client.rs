@@ -60,6 +60,10 @@ pub struct ApiClientConfig {
     pub gap_timeout_ms: u64,
     /// Early events held per watch while waiting for a late one.
     pub reorder_max: usize,
+    /// A watch acknowledges every this many events, and whatever is left on the next
+    /// tick (keep it well below the API server's budget of unacknowledged events, 1000
+    /// by default; acknowledging each event would double the watch traffic).
+    pub ack_every: u64,
     /// Backoff between attempts at restarting an informer's list or watch: doubles from
     /// the minimum to the maximum while attempts keep failing.
     pub retry_backoff_min_ms: u64,
@@ -80,6 +84,7 @@ impl Default for ApiClientConfig {
             watch_silence_ms: 12_000,
             gap_timeout_ms: 2_000,
             reorder_max: 256,
+            ack_every: 32,
             retry_backoff_min_ms: 100,
             retry_backoff_max_ms: 5_000,
             endpoint_cooldown_ms: 10_000,
@@ -97,6 +102,7 @@ impl ApiClientConfig {
             || self.watch_silence_ms == 0
             || self.gap_timeout_ms == 0
             || self.reorder_max == 0
+            || self.ack_every == 0
         {
             return Err("API client timeouts and limits must be at least 1".into());
         }
@@ -420,6 +426,10 @@ struct WatchState {
     sent_at: Time,
     heard: Time,
     seq: u64,
+    /// The last sequence number acknowledged, and where acknowledgements go (the
+    /// sender of the events: the API server, or a balancer).
+    acked: u64,
+    ack_to: Address,
     early: BTreeMap<u64, (Address, WatchEvent)>,
     gap_since: Option<Time>,
 }
@@ -972,6 +982,8 @@ impl ApiClient {
             sent_at: now,
             heard: now,
             seq: 0,
+            acked: 0,
+            ack_to: server.clone(),
             early: BTreeMap::new(),
             gap_since: None,
         });
@@ -1143,6 +1155,7 @@ impl ApiClient {
         (from, seq, event): (Address, u64, WatchEvent),
         events: &mut Vec<InformerEvent>,
     ) {
+        let ack_every = self.config.ack_every;
         let Some(informer) = self.informers.get_mut(&informer_id) else {
             return;
         };
@@ -1151,13 +1164,17 @@ impl ApiClient {
         };
         w.seq = seq;
         w.heard = now;
-        out.push((
-            from,
-            Message::Api(ApiMessage::EventAck {
-                watch_id: w.watch_id,
-                seq,
-            }),
-        ));
+        w.ack_to = from;
+        if seq - w.acked >= ack_every {
+            w.acked = seq;
+            out.push((
+                w.ack_to.clone(),
+                Message::Api(ApiMessage::EventAck {
+                    watch_id: w.watch_id,
+                    seq,
+                }),
+            ));
+        }
         match event.kind {
             EventType::Error => {
                 let status: Value = serde_json::from_slice(&event.object).unwrap_or(Value::Null);
@@ -1397,6 +1414,22 @@ impl ApiClient {
         id: u64,
         events: &mut Vec<InformerEvent>,
     ) {
+        if let Some(Informer {
+            phase: Phase::Watching(w),
+            ..
+        }) = self.informers.get_mut(&id)
+        {
+            if w.seq > w.acked {
+                w.acked = w.seq;
+                out.push((
+                    w.ack_to.clone(),
+                    Message::Api(ApiMessage::EventAck {
+                        watch_id: w.watch_id,
+                        seq: w.seq,
+                    }),
+                ));
+            }
+        }
         let silence = Duration::from_millis(self.config.watch_silence_ms);
         let gap = Duration::from_millis(self.config.gap_timeout_ms);
         let timeout = Duration::from_millis(self.config.request_timeout_ms);
@@ -1643,14 +1676,18 @@ mod tests {
             changes(&outputs),
             ["updated default/b @11", "deleted default/a @12"]
         );
-        let acks: Vec<u64> = out
-            .iter()
-            .filter_map(|(_, m)| match m {
-                Message::Api(ApiMessage::EventAck { seq, .. }) => Some(*seq),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(acks, [1, 2]);
+        let acks = |out: &Out| -> Vec<u64> {
+            out.iter()
+                .filter_map(|(_, m)| match m {
+                    Message::Api(ApiMessage::EventAck { seq, .. }) => Some(*seq),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert!(acks(&out).is_empty(), "acknowledged in batches");
+        let mut ticked = Out::new();
+        c.on_tick(&mut ticked, at(9));
+        assert_eq!(acks(&ticked), [2], "the tick acknowledges what is left");
         let (_, outputs) = event(
             &mut c,
             &server,
