@@ -84,6 +84,45 @@ fn start(config: NodeConfig) -> u8 {
     }
 }
 
+/// A long-running node hosting one actor (an API server or a balancer).
+struct Daemon<'a> {
+    name: &'a str,
+    listen: SocketAddr,
+    peers: Vec<(NodeId, SocketAddr)>,
+    data_dir: PathBuf,
+    kind: &'a str,
+    config_json: String,
+    send_queue: usize,
+    status_interval_ms: u64,
+}
+
+fn serve(daemon: Daemon<'_>) -> u8 {
+    let node = NodeId::new(daemon.name);
+    start(NodeConfig {
+        node: node.clone(),
+        listen: daemon.listen,
+        peers: daemon.peers.into_iter().collect(),
+        data_dir: daemon.data_dir,
+        actors: vec![(
+            Address::new(node.as_str(), daemon.kind, 0),
+            ActorSpec {
+                kind: daemon.kind.into(),
+                config_json: daemon.config_json,
+            },
+        )],
+        record: None,
+        transport: TransportConfig {
+            send_queue_capacity: daemon.send_queue.max(1),
+            ..TransportConfig::default()
+        },
+        status_interval_ms: daemon.status_interval_ms,
+        run_for_ms: None,
+        extra_listen: Vec::new(),
+        storage: Default::default(),
+        print_reports: false,
+    })
+}
+
 pub fn run_apiserver(args: ApiServerArgs) -> u8 {
     super::init_logging("info");
     let stores = match parse_members(&args.store, "--store") {
@@ -100,29 +139,15 @@ pub fn run_apiserver(args: ApiServerArgs) -> u8 {
             .map(|(n, _)| Address::new(n.as_str(), keel_actors::store::KIND, 0))
             .collect(),
     );
-    let node = NodeId::new(args.name.as_str());
-    start(NodeConfig {
-        node: node.clone(),
+    serve(Daemon {
+        name: &args.name,
         listen: args.listen,
-        peers: stores.into_iter().collect(),
+        peers: stores,
         data_dir: args.data_dir,
-        actors: vec![(
-            Address::new(node.as_str(), API_KIND, 0),
-            ActorSpec {
-                kind: API_KIND.into(),
-                config_json: serde_json::to_string(&config).unwrap_or_default(),
-            },
-        )],
-        record: None,
-        transport: TransportConfig {
-            send_queue_capacity: args.send_queue.max(1),
-            ..TransportConfig::default()
-        },
+        kind: API_KIND,
+        config_json: serde_json::to_string(&config).unwrap_or_default(),
+        send_queue: args.send_queue,
         status_interval_ms,
-        run_for_ms: None,
-        extra_listen: Vec::new(),
-        storage: Default::default(),
-        print_reports: false,
     })
 }
 
@@ -142,29 +167,15 @@ pub fn run_balancer(args: BalancerArgs) -> u8 {
             .map(|(n, _)| Address::new(n.as_str(), API_KIND, 0))
             .collect(),
     );
-    let node = NodeId::new(args.name.as_str());
-    start(NodeConfig {
-        node: node.clone(),
+    serve(Daemon {
+        name: &args.name,
         listen: args.listen,
-        peers: servers.into_iter().collect(),
+        peers: servers,
         data_dir: args.data_dir,
-        actors: vec![(
-            Address::new(node.as_str(), BALANCER_KIND, 0),
-            ActorSpec {
-                kind: BALANCER_KIND.into(),
-                config_json: serde_json::to_string(&config).unwrap_or_default(),
-            },
-        )],
-        record: None,
-        transport: TransportConfig {
-            send_queue_capacity: args.send_queue.max(1),
-            ..TransportConfig::default()
-        },
+        kind: BALANCER_KIND,
+        config_json: serde_json::to_string(&config).unwrap_or_default(),
+        send_queue: args.send_queue,
         status_interval_ms,
-        run_for_ms: None,
-        extra_listen: Vec::new(),
-        storage: Default::default(),
-        print_reports: false,
     })
 }
 
