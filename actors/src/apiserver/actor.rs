@@ -519,6 +519,20 @@ impl ApiServer {
         self.client.send(out, now, request, op_id).map(|_| ())
     }
 
+    /// Sends an operation's next store request; `Some` is the answer when it cannot be
+    /// sent (the operation ends there).
+    fn next_step(
+        &mut self,
+        out: &mut Out,
+        now: Time,
+        op_id: u64,
+        request: StoreRequest,
+    ) -> Option<ApiResponse> {
+        self.store(out, now, op_id, request)
+            .err()
+            .map(|e| store_failure(&e))
+    }
+
     // ----- starting an operation ----------------------------------------------------
 
     fn on_request(
@@ -828,10 +842,7 @@ impl ApiServer {
                 key,
                 ..Default::default()
             });
-            return self
-                .store(out, now, op_id, request)
-                .err()
-                .map(|e| store_failure(&e));
+            return self.next_step(out, now, op_id, request);
         }
         self.create_check_quota(ctx, out, op_id, op)
     }
@@ -848,10 +859,7 @@ impl ApiServer {
         if !op.resource.namespaced {
             op.stage = Stage::CreateWrite;
             let request = self.create_txn(ctx, op);
-            return self
-                .store(out, now, op_id, request)
-                .err()
-                .map(|e| store_failure(&e));
+            return self.next_step(out, now, op_id, request);
         }
         let namespace = op.request.namespace.clone().unwrap_or_default();
         let counting = matches!(op.stage, Stage::CreateQuotaUsage { .. });
@@ -880,16 +888,11 @@ impl ApiServer {
                 success,
                 failure: Vec::new(),
             });
-            return self
-                .store(out, now, op_id, request)
-                .err()
-                .map(|e| store_failure(&e));
+            return self.next_step(out, now, op_id, request);
         }
         op.stage = Stage::CreateCheckQuota;
         let request = quotas_read(&namespace);
-        self.store(out, now, op_id, request)
-            .err()
-            .map(|e| store_failure(&e))
+        self.next_step(out, now, op_id, request)
     }
 
     fn create_step(&mut self, ctx: &mut Ctx<'_>, out: &mut Out, op_id: u64) {
@@ -1011,10 +1014,7 @@ impl ApiServer {
                                 key: prefix,
                                 ..Default::default()
                             });
-                            return self
-                                .store(out, now, op_id, request)
-                                .err()
-                                .map(|e| store_failure(&e));
+                            return self.next_step(out, now, op_id, request);
                         }
                         self.create_after_limits(ctx, out, op_id, op)
                     }
@@ -1123,9 +1123,7 @@ impl ApiServer {
                 }
                 op.stage = Stage::CreateWrite;
                 let request = self.create_txn(ctx, op);
-                self.store(out, now, op_id, request)
-                    .err()
-                    .map(|e| store_failure(&e))
+                self.next_step(out, now, op_id, request)
             }
             (Stage::CreateWrite, StoreResponse::Txn(t)) => {
                 let object = op.prepared.clone().unwrap_or_default();
@@ -1194,9 +1192,7 @@ impl ApiServer {
                     ));
                 }
                 let request = self.create_txn(ctx, op);
-                self.store(out, now, op_id, request)
-                    .err()
-                    .map(|e| store_failure(&e))
+                self.next_step(out, now, op_id, request)
             }
             (Stage::UpdateRead, StoreResponse::Range(r)) => {
                 let Some(kv) = r.kvs.first() else {
@@ -1225,10 +1221,7 @@ impl ApiServer {
                                 mod_revision: expected,
                             };
                             let request = quotas_read(namespace.as_deref().unwrap_or(""));
-                            return self
-                                .store(out, now, op_id, request)
-                                .err()
-                                .map(|e| store_failure(&e));
+                            return self.next_step(out, now, op_id, request);
                         }
                         let request = if deleting {
                             // The last finalizer of an object being deleted is gone: delete it.
@@ -1241,9 +1234,7 @@ impl ApiServer {
                             )
                         };
                         op.stage = Stage::UpdateWrite { replace_with: next };
-                        self.store(out, now, op_id, request)
-                            .err()
-                            .map(|e| store_failure(&e))
+                        self.next_step(out, now, op_id, request)
                     }
                 }
             }
@@ -1273,9 +1264,7 @@ impl ApiServer {
                     key,
                     ..Default::default()
                 });
-                self.store(out, now, op_id, request)
-                    .err()
-                    .map(|e| store_failure(&e))
+                self.next_step(out, now, op_id, request)
             }
             (Stage::DeleteRead, StoreResponse::Range(r)) => {
                 let Some(kv) = r.kvs.first() else {
@@ -1345,9 +1334,7 @@ impl ApiServer {
                         body(&strip(&object)),
                     );
                     op.stage = Stage::DeleteWrite { old: object };
-                    self.store(out, now, op_id, request)
-                        .err()
-                        .map(|e| store_failure(&e))
+                    self.next_step(out, now, op_id, request)
                 } else if resource.namespaced {
                     // Quotas the object counts toward get it back in the same write.
                     op.stage = Stage::DeleteCheckQuota {
@@ -1355,15 +1342,11 @@ impl ApiServer {
                         mod_revision: kv.mod_revision,
                     };
                     let request = quotas_read(namespace.as_deref().unwrap_or(""));
-                    self.store(out, now, op_id, request)
-                        .err()
-                        .map(|e| store_failure(&e))
+                    self.next_step(out, now, op_id, request)
                 } else {
                     let request = removal_txn(&key, &object, kv.mod_revision, &[]);
                     op.stage = Stage::DeleteWrite { old: object };
-                    self.store(out, now, op_id, request)
-                        .err()
-                        .map(|e| store_failure(&e))
+                    self.next_step(out, now, op_id, request)
                 }
             }
             (Stage::DeleteCheckQuota { old, mod_revision }, StoreResponse::Range(r)) => {
@@ -1381,9 +1364,7 @@ impl ApiServer {
                     .collect();
                 let request = removal_txn(&key, &old, mod_revision, &credits);
                 op.stage = Stage::DeleteWrite { old };
-                self.store(out, now, op_id, request)
-                    .err()
-                    .map(|e| store_failure(&e))
+                self.next_step(out, now, op_id, request)
             }
             (Stage::DeleteWrite { old, .. }, StoreResponse::Txn(t)) => {
                 if t.succeeded {
@@ -1406,9 +1387,7 @@ impl ApiServer {
                     key,
                     ..Default::default()
                 });
-                self.store(out, now, op_id, request)
-                    .err()
-                    .map(|e| store_failure(&e))
+                self.next_step(out, now, op_id, request)
             }
             (Stage::CompactClaim, StoreResponse::Txn(t)) => {
                 // As kube-apiserver does: whoever moves the key's version compacts to the
@@ -1440,9 +1419,7 @@ impl ApiServer {
                 let request = StoreRequest::Compact(crate::store::types::CompactRequest {
                     revision: previous,
                 });
-                self.store(out, now, op_id, request)
-                    .err()
-                    .map(|e| store_failure(&e))
+                self.next_step(out, now, op_id, request)
             }
             (Stage::Compact, _) => Some(ApiResponse {
                 code: 200,
@@ -2254,12 +2231,7 @@ impl ApiServer {
             ..Default::default()
         })];
         for (quota_key, revision, charged) in &op.quota_writes {
-            compare.push(Compare {
-                key: quota_key.clone(),
-                range_end: Vec::new(),
-                result: CompareResult::Equal,
-                target: CompareTarget::ModRevision(*revision),
-            });
+            compare.push(unchanged_since(quota_key, *revision));
             success.push(RequestOp::Put(PutRequest {
                 key: quota_key.clone(),
                 value: body(&strip(charged)),
@@ -2430,12 +2402,7 @@ fn removal_txn(
             }));
         }
         for (quota_key, revision, credited) in quotas {
-            txn.compare.push(Compare {
-                key: quota_key.clone(),
-                range_end: Vec::new(),
-                result: CompareResult::Equal,
-                target: CompareTarget::ModRevision(*revision),
-            });
+            txn.compare.push(unchanged_since(quota_key, *revision));
             txn.success.push(RequestOp::Put(PutRequest {
                 key: quota_key.clone(),
                 value: body(&strip(credited)),
@@ -2444,6 +2411,16 @@ fn removal_txn(
         }
     }
     request
+}
+
+/// "`key` was last written at `revision`" (a quota charged or credited with an object).
+fn unchanged_since(key: &[u8], revision: i64) -> Compare {
+    Compare {
+        key: key.to_vec(),
+        range_end: Vec::new(),
+        result: CompareResult::Equal,
+        target: CompareTarget::ModRevision(revision),
+    }
 }
 
 /// Reads a namespace's ResourceQuotas.
@@ -2461,12 +2438,7 @@ fn quotas_read(namespace: &str) -> StoreRequest {
 
 fn delete_if(key: &[u8], mod_revision: i64) -> StoreRequest {
     StoreRequest::Txn(TxnRequest {
-        compare: vec![Compare {
-            key: key.to_vec(),
-            range_end: Vec::new(),
-            result: CompareResult::Equal,
-            target: CompareTarget::ModRevision(mod_revision),
-        }],
+        compare: vec![unchanged_since(key, mod_revision)],
         success: vec![RequestOp::DeleteRange(DeleteRangeRequest {
             key: key.to_vec(),
             range_end: Vec::new(),

@@ -425,6 +425,14 @@ pub fn charge(
         return Ok(None);
     }
     let mut quota = quota.clone();
+    set_quota_status(&mut quota, &new_used);
+    Ok(Some(quota))
+}
+
+/// Writes a quota's status: `hard` from its spec, `used` from `used` (nanos) for every
+/// resource it limits, 0 where nothing is counted.
+fn set_quota_status(quota: &mut Value, used: &BTreeMap<String, i128>) {
+    let hard = quantities(&quota["spec"]["hard"]);
     let hard_json: Map<String, Value> = hard
         .iter()
         .map(|(k, (_, text))| (k.clone(), json!(text)))
@@ -432,12 +440,11 @@ pub fn charge(
     let used_json: Map<String, Value> = hard
         .keys()
         .map(|k| {
-            let n = new_used.get(k).copied().unwrap_or(0);
+            let n = used.get(k).copied().unwrap_or(0);
             (k.clone(), json!(canonical(Quantity::from_nanos(n))))
         })
         .collect();
     quota["status"] = json!({ "hard": hard_json, "used": used_json });
-    Ok(Some(quota))
 }
 
 /// The resources (plural, group) whose objects a quota's `spec.hard` counts.
@@ -466,8 +473,7 @@ pub fn quota_resources(quota: &Value) -> Vec<(String, String)> {
 /// Sets a new quota's `status.used` from the objects that already exist (pods that
 /// finished are not counted), as the quota controller would.
 pub fn count_existing(quota: &mut Value, existing: &[(String, String, String, Value)]) {
-    let hard = quantities(&quota["spec"]["hard"]);
-    let mut used: BTreeMap<String, i128> = hard.keys().map(|k| (k.clone(), 0)).collect();
+    let mut used: BTreeMap<String, i128> = BTreeMap::new();
     for (plural, group, kind, object) in existing {
         if kind == "Pod"
             && matches!(
@@ -478,56 +484,26 @@ pub fn count_existing(quota: &mut Value, existing: &[(String, String, String, Va
             continue;
         }
         for (key, amount) in usage(plural, group, kind, object) {
-            if let Some(total) = used.get_mut(&key) {
-                *total += amount.nanos();
-            }
+            *used.entry(key).or_default() += amount.nanos();
         }
     }
-    let hard_json: Map<String, Value> = hard
-        .iter()
-        .map(|(k, (_, text))| (k.clone(), json!(text)))
-        .collect();
-    let used_json: Map<String, Value> = used
-        .iter()
-        .map(|(k, n)| (k.clone(), json!(canonical(Quantity::from_nanos(*n)))))
-        .collect();
-    quota["status"] = json!({ "hard": hard_json, "used": used_json });
+    set_quota_status(quota, &used);
 }
 
 /// A new ResourceQuota's status before it has counted anything: `hard` from its spec,
 /// nothing used ([`count_existing`] fills in what already exists).
 pub fn initial_quota_status(quota: &mut Value) {
-    let hard = quantities(&quota["spec"]["hard"]);
-    let hard_json: Map<String, Value> = hard
-        .iter()
-        .map(|(k, (_, text))| (k.clone(), json!(text)))
-        .collect();
-    let used_json: Map<String, Value> = hard.keys().map(|k| (k.clone(), json!("0"))).collect();
-    quota["status"] = json!({ "hard": hard_json, "used": used_json });
+    set_quota_status(quota, &BTreeMap::new());
 }
 
 /// A quota whose `spec.hard` changed: `status.hard` follows, `status.used` keeps what it
 /// counted (a resource newly limited starts at 0 until the quota controller counts it).
 pub fn refresh_quota_hard(quota: &mut Value) {
-    let hard = quantities(&quota["spec"]["hard"]);
-    let used = quantities(&quota["status"]["used"]);
-    let hard_json: Map<String, Value> = hard
-        .iter()
-        .map(|(k, (_, text))| (k.clone(), json!(text)))
+    let used: BTreeMap<String, i128> = quantities(&quota["status"]["used"])
+        .into_iter()
+        .map(|(k, (q, _))| (k, q.nanos()))
         .collect();
-    let used_json: Map<String, Value> = hard
-        .keys()
-        .map(|k| {
-            (
-                k.clone(),
-                json!(used
-                    .get(k)
-                    .map(|(_, t)| t.clone())
-                    .unwrap_or_else(|| "0".into())),
-            )
-        })
-        .collect();
-    quota["status"] = json!({ "hard": hard_json, "used": used_json });
+    set_quota_status(quota, &used);
 }
 
 #[cfg(test)]

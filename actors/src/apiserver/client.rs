@@ -170,6 +170,13 @@ impl ResourceRef {
         request
     }
 
+    /// A watch; `options.watch_id` names it and must also be the request's id.
+    pub fn watch(&self, namespace: Option<&str>, options: ListOptions) -> ApiRequest {
+        let mut request = self.request(Verb::Watch, namespace, None);
+        request.options = options;
+        request
+    }
+
     /// Creates `object` (JSON); the namespace comes from the object unless given.
     pub fn create(&self, namespace: Option<&str>, object: &Value) -> ApiRequest {
         let namespace = namespace.or_else(|| object["metadata"]["namespace"].as_str());
@@ -217,8 +224,8 @@ impl ApiRequest {
         Ok(ResourceRef::of::<T>().update(&value))
     }
 
-    /// Reads an object on the server side of a round trip through a balancer: whether
-    /// a retry cannot change anything.
+    /// Whether the request only reads, so that sending it again cannot change anything
+    /// (the client library retries these; a balancer answers them 503 rather than 504).
     pub fn is_read(&self) -> bool {
         matches!(self.verb, Verb::Get | Verb::List)
     }
@@ -597,7 +604,7 @@ impl Informer {
     }
 
     fn watch_request(&self, watch_id: u64) -> ApiRequest {
-        let mut request = self.spec.resource.list(
+        self.spec.resource.watch(
             self.spec.namespace.as_deref(),
             ListOptions {
                 label_selector: self.spec.label_selector.clone(),
@@ -607,9 +614,7 @@ impl Informer {
                 watch_id,
                 ..ListOptions::default()
             },
-        );
-        request.verb = Verb::Watch;
-        request
+        )
     }
 
     fn list_request(&self, continue_token: String, page_size: i64) -> ApiRequest {

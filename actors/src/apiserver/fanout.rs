@@ -9,7 +9,8 @@
 //! A round ends early (and the benchmark stops) when a watcher is cut off for falling
 //! behind; otherwise the benchmark stops after the first round over the threshold.
 
-use super::messages::{ApiMessage, ApiRequest, EventType, ListOptions, Verb};
+use super::client::ResourceRef;
+use super::messages::{ApiMessage, EventType, ListOptions, Verb};
 use crate::message::{Message, Report};
 use keel_engine::{Actor, Address, Context, Input, Time};
 use serde::{Deserialize, Serialize};
@@ -152,22 +153,6 @@ impl FanoutBench {
         })
     }
 
-    fn request(verb: Verb, body: Option<serde_json::Value>, options: ListOptions) -> ApiRequest {
-        ApiRequest {
-            verb,
-            group: String::new(),
-            version: "v1".into(),
-            resource: "configmaps".into(),
-            subresource: None,
-            namespace: Some("default".into()),
-            name: None,
-            body: body
-                .map(|b| serde_json::to_vec(&b).unwrap_or_default())
-                .unwrap_or_default(),
-            options,
-        }
-    }
-
     fn server(&self, id: u64) -> Address {
         self.config.apiservers[(id as usize) % self.config.apiservers.len()].clone()
     }
@@ -184,10 +169,11 @@ impl FanoutBench {
         let name = format!("fanout-{object}");
         let body = json!({ "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": { "name": name, "namespace": "default" }, "data": { "n": id.to_string() } });
-        let mut request = Self::request(verb, Some(body), ListOptions::default());
-        if verb == Verb::Update {
-            request.name = Some(name);
-        }
+        let configmaps = ResourceRef::new("v1", "configmaps");
+        let request = match verb {
+            Verb::Update => configmaps.update(&body),
+            _ => configmaps.create(None, &body),
+        };
         ctx.send(
             self.server(id),
             Message::Api(ApiMessage::Request { id, request }),
@@ -206,7 +192,7 @@ impl FanoutBench {
                 watch_id: id,
                 ..ListOptions::default()
             };
-            let request = Self::request(Verb::Watch, None, options);
+            let request = ResourceRef::new("v1", "configmaps").watch(Some("default"), options);
             ctx.send(
                 self.server(id),
                 Message::Api(ApiMessage::Request { id, request }),

@@ -16,7 +16,7 @@ use super::client::{
     ApiClient, ApiClientConfig, Change, Completion, InformerEvent, InformerSpec, Out, Outputs,
     ResourceRef, TICK_MS,
 };
-use super::messages::{ApiMessage, ApiRequest, EventType, ListOptions, Verb};
+use super::messages::{ApiMessage, ApiRequest, EventType, ListOptions};
 use crate::message::Message;
 use keel_engine::{Actor, Address, Context, Input};
 use rand::Rng;
@@ -213,9 +213,13 @@ impl ApiWorkload {
             "stalled" if self.stalled_watch == 0 => {
                 // A raw watch, outside the client library (which would acknowledge).
                 self.stalled_watch = (1 << 40) + self.config.client;
-                let mut request = configmaps().list(Some("default"), ListOptions::default());
-                request.verb = Verb::Watch;
-                request.options.watch_id = self.stalled_watch;
+                let request = configmaps().watch(
+                    Some("default"),
+                    ListOptions {
+                        watch_id: self.stalled_watch,
+                        ..ListOptions::default()
+                    },
+                );
                 ctx.send(
                     self.config.apiservers[0].clone(),
                     Message::Api(ApiMessage::Request {
