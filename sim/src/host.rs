@@ -193,7 +193,7 @@ impl Shared {
     /// Puts a datagram on the wire to `to`: dropped with the loss rate or when `to` is
     /// down or its inbox is full, otherwise due after a random latency (twice, with
     /// the duplication rate), and `to` is woken.
-    fn transmit(&mut self, to: &NodeId, id: u64, bytes: Vec<u8>, copies: u32) {
+    fn transmit(&mut self, to: &NodeId, id: u64, mut bytes: Vec<u8>, copies: u32) {
         if self.down.contains(to) || !self.machines.contains_key(to) {
             self.stats.undeliverable += 1;
             return;
@@ -217,7 +217,12 @@ impl Shared {
                 continue;
             }
             // The copy number keeps a duplicate from replacing the original.
-            queue.insert((now_ns + latency, id * 2 + copy as u64), bytes.clone());
+            let payload = if copy + 1 == copies {
+                std::mem::take(&mut bytes)
+            } else {
+                bytes.clone()
+            };
+            queue.insert((now_ns + latency, id * 2 + copy as u64), payload);
         }
         if let Some(waker) = self.wakers.get_mut(to) {
             let _ = waker.try_send(());

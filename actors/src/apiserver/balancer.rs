@@ -485,12 +485,7 @@ impl Balancer {
                 }),
             );
         }
-        let ids: Vec<u64> = (0..self.config.backends.len()).map(|_| self.id()).collect();
-        for (address, probe_id) in self.config.backends.clone().into_iter().zip(ids) {
-            let backend = self
-                .backends
-                .get_mut(&address)
-                .expect("every backend has an entry");
+        for (address, backend) in self.backends.iter_mut() {
             if let Some((_, sent)) = backend.probe {
                 if now.since(sent) >= probe_timeout {
                     backend.probe = None;
@@ -501,8 +496,12 @@ impl Balancer {
                 down.push(address.clone());
             }
             if probe_now && backend.probe.is_none() {
-                backend.probe = Some((probe_id, now));
-                ctx.send(address, Message::Api(ApiMessage::Probe { id: probe_id }));
+                self.next_id += 1;
+                backend.probe = Some((self.next_id, now));
+                ctx.send(
+                    address.clone(),
+                    Message::Api(ApiMessage::Probe { id: self.next_id }),
+                );
             }
         }
         for address in down {
