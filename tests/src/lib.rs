@@ -79,3 +79,54 @@ impl Drop for ChildGuard {
         self.kill();
     }
 }
+
+/// An actor spec from a configuration already turned into JSON (tests build configs
+/// with `serde_json::to_value` or `json!`).
+pub fn spec(kind: &str, config: serde_json::Value) -> keel_engine::ActorSpec {
+    keel_engine::ActorSpec {
+        kind: kind.into(),
+        config_json: config.to_string(),
+    }
+}
+
+/// An "invariant" that judges nothing and keeps every report the actors emit, in order,
+/// for a test to inspect after the run.
+pub struct ReportLog(std::sync::Arc<std::sync::Mutex<Vec<keel_actors::message::Report>>>);
+
+impl ReportLog {
+    /// The checker to hand the simulator, and the log it fills.
+    #[allow(clippy::type_complexity)]
+    pub fn new() -> (
+        Box<ReportLog>,
+        std::sync::Arc<std::sync::Mutex<Vec<keel_actors::message::Report>>>,
+    ) {
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        (Box::new(ReportLog(log.clone())), log)
+    }
+}
+
+impl keel_sim::Invariant for ReportLog {
+    fn name(&self) -> &'static str {
+        "report-log"
+    }
+    fn observe(
+        &mut self,
+        observation: &keel_sim::Observation<'_>,
+        _world: &keel_sim::World<'_>,
+    ) -> Result<(), String> {
+        if let keel_sim::Observation::Emitted {
+            msg: keel_actors::Message::Report(report),
+            ..
+        } = observation
+        {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(report.clone());
+        }
+        Ok(())
+    }
+    fn finish(&mut self, _world: &keel_sim::World<'_>) -> Result<String, String> {
+        Ok(String::new())
+    }
+}

@@ -5,6 +5,7 @@
 
 use keel_sim::run_scenario;
 use keel_sim::scenarios;
+use keel_tests::{spec, ReportLog};
 
 /// The api-replicas scenario passes every invariant on two seeds, with evidence.
 #[test]
@@ -61,37 +62,11 @@ fn a_slow_watcher_is_cut_off_without_slowing_the_others() {
     use keel_actors::apiserver::{ApiServerConfig, KIND as API_KIND};
     use keel_actors::message::Report;
     use keel_actors::store::StoreConfig;
-    use keel_actors::Message;
-    use keel_engine::{ActorSpec, Address};
-    use keel_sim::{
-        FaultSchedule, Invariant, Machine, NetworkConfig, Observation, SimConfig, World,
-    };
-    use std::collections::BTreeSet;
-    use std::sync::{Arc, Mutex};
 
-    struct Reports(Arc<Mutex<Vec<ApiReport>>>);
-    impl Invariant for Reports {
-        fn name(&self) -> &'static str {
-            "reports"
-        }
-        fn observe(&mut self, o: &Observation<'_>, _w: &World<'_>) -> Result<(), String> {
-            if let Observation::Emitted {
-                msg: Message::Report(Report::Api(r)),
-                ..
-            } = o
-            {
-                self.0.lock().unwrap().push(r.clone());
-            }
-            Ok(())
-        }
-        fn finish(&mut self, _w: &World<'_>) -> Result<String, String> {
-            Ok(String::new())
-        }
-    }
-    let spec = |kind: &str, config: serde_json::Value| ActorSpec {
-        kind: kind.into(),
-        config_json: config.to_string(),
-    };
+    use keel_engine::Address;
+    use keel_sim::{FaultSchedule, Machine, NetworkConfig, SimConfig};
+    use std::collections::BTreeSet;
+
     let store = Address::new("s1", keel_actors::store::KIND, 0);
     let apiserver = Address::new("a1", API_KIND, 0);
     let mut api_config = ApiServerConfig::new(vec![store.clone()]);
@@ -140,7 +115,7 @@ fn a_slow_watcher_is_cut_off_without_slowing_the_others() {
             ],
         },
     ];
-    let reports = Arc::new(Mutex::new(Vec::new()));
+    let (log, reports) = ReportLog::new();
     let summary = keel_sim::run(SimConfig {
         scenario: "slow-watcher".into(),
         seed: 5,
@@ -148,13 +123,21 @@ fn a_slow_watcher_is_cut_off_without_slowing_the_others() {
         machines,
         network: NetworkConfig::default(),
         faults: FaultSchedule::new(Vec::new()),
-        invariants: vec![Box::new(Reports(reports.clone()))],
+        invariants: vec![log],
         record: None,
         progress_every_ms: None,
     })
     .unwrap();
     assert!(summary.ok, "{:?}", summary.invariants);
-    let reports = reports.lock().unwrap();
+    let reports: Vec<ApiReport> = reports
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|r| match r {
+            Report::Api(report) => Some(report.clone()),
+            _ => None,
+        })
+        .collect();
     let cut_off = reports.iter().position(|r| {
         matches!(r, ApiReport::WatchEnded { client: 3, reason, .. } if reason.contains("fell behind"))
     });
@@ -245,13 +228,9 @@ fn racing_creates_never_overspend_a_quota() {
     use keel_actors::message::Report;
     use keel_actors::store::StoreConfig;
     use keel_actors::Message;
-    use keel_engine::{ActorSpec, Address};
-    use keel_sim::{
-        Fault, FaultSchedule, Invariant, Machine, NetworkConfig, Observation, SimConfig,
-        TimedFault, World,
-    };
+    use keel_engine::Address;
+    use keel_sim::{Fault, FaultSchedule, Machine, NetworkConfig, SimConfig, TimedFault};
     use std::collections::BTreeSet;
-    use std::sync::{Arc, Mutex};
 
     #[derive(Default)]
     struct Seen {
@@ -259,46 +238,6 @@ fn racing_creates_never_overspend_a_quota() {
         quota_used: Option<String>,
         listed: Option<usize>,
     }
-    struct Recorder(Arc<Mutex<Seen>>);
-    impl Invariant for Recorder {
-        fn name(&self) -> &'static str {
-            "recorder"
-        }
-        fn observe(&mut self, o: &Observation<'_>, _w: &World<'_>) -> Result<(), String> {
-            let mut seen = self.0.lock().unwrap();
-            match o {
-                Observation::Emitted {
-                    msg: Message::Report(Report::Api(ApiReport::ServiceIp { name, .. })),
-                    ..
-                } => {
-                    seen.created.insert(name.clone());
-                }
-                Observation::Emitted {
-                    msg: Message::Report(Report::ApiScript(r)),
-                    ..
-                } => {
-                    let body: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
-                    match r.step {
-                        0 => {
-                            seen.quota_used = body["status"]["used"]["services"]
-                                .as_str()
-                                .map(str::to_string)
-                        }
-                        _ => seen.listed = body["items"].as_array().map(Vec::len),
-                    }
-                }
-                _ => {}
-            }
-            Ok(())
-        }
-        fn finish(&mut self, _w: &World<'_>) -> Result<String, String> {
-            Ok(String::new())
-        }
-    }
-    let spec = |kind: &str, config: serde_json::Value| ActorSpec {
-        kind: kind.into(),
-        config_json: config.to_string(),
-    };
     let store = Address::new("s1", keel_actors::store::KIND, 0);
     let apiservers: Vec<Address> = (1..=3)
         .map(|i| Address::new(format!("a{i}"), API_KIND, 0))
@@ -391,7 +330,7 @@ fn racing_creates_never_overspend_a_quota() {
             },
         })
         .collect();
-    let seen = Arc::new(Mutex::new(Seen::default()));
+    let (log, reports) = ReportLog::new();
     let summary = keel_sim::run(SimConfig {
         scenario: "quota-race".into(),
         seed: 3,
@@ -399,13 +338,32 @@ fn racing_creates_never_overspend_a_quota() {
         machines,
         network: NetworkConfig::default(),
         faults: FaultSchedule::new(faults),
-        invariants: vec![Box::new(Recorder(seen.clone()))],
+        invariants: vec![log],
         record: None,
         progress_every_ms: None,
     })
     .unwrap();
     assert!(summary.ok, "{:?}", summary.invariants);
-    let seen = seen.lock().unwrap();
+    let mut seen = Seen::default();
+    for report in reports.lock().unwrap().iter() {
+        match report {
+            Report::Api(ApiReport::ServiceIp { name, .. }) => {
+                seen.created.insert(name.clone());
+            }
+            Report::ApiScript(r) => {
+                let body: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+                match r.step {
+                    0 => {
+                        seen.quota_used = body["status"]["used"]["services"]
+                            .as_str()
+                            .map(str::to_string)
+                    }
+                    _ => seen.listed = body["items"].as_array().map(Vec::len),
+                }
+            }
+            _ => {}
+        }
+    }
     assert_eq!(seen.created.len(), 15, "admitted {:?}", seen.created);
     assert_eq!(seen.quota_used.as_deref(), Some("15"));
     // The `kubernetes` service does not exist in keel's sim (no bootstrap controller):
@@ -421,33 +379,9 @@ fn racing_creates_never_overspend_a_quota() {
 fn informers_relist_when_the_watch_cache_has_moved_on() {
     use keel_actors::apiserver::workload::ApiReport;
     use keel_actors::message::Report;
-    use keel_actors::Message;
-    use keel_sim::{
-        Fault, FaultSchedule, Invariant, NetworkConfig, Observation, SimConfig, TimedFault, World,
-    };
-    use std::sync::{Arc, Mutex};
 
-    struct Relists(Arc<Mutex<u64>>);
-    impl Invariant for Relists {
-        fn name(&self) -> &'static str {
-            "relists"
-        }
-        fn observe(&mut self, o: &Observation<'_>, _w: &World<'_>) -> Result<(), String> {
-            if let Observation::Emitted {
-                msg: Message::Report(Report::Api(ApiReport::WatchEnded { reason, .. })),
-                ..
-            } = o
-            {
-                if reason.contains("410") {
-                    *self.0.lock().unwrap() += 1;
-                }
-            }
-            Ok(())
-        }
-        fn finish(&mut self, _w: &World<'_>) -> Result<String, String> {
-            Ok(String::new())
-        }
-    }
+    use keel_sim::{Fault, FaultSchedule, NetworkConfig, SimConfig, TimedFault};
+
     let mut machines = scenarios::api::machines();
     // Three more informers, one starting on each API server, so that every live server
     // keeps its ConfigMap cache loaded and moving: a watch resumed there is too old.
@@ -510,9 +444,9 @@ fn informers_relist_when_the_watch_cache_has_moved_on() {
         })
         .collect(),
     );
-    let relists = Arc::new(Mutex::new(0));
+    let (log, reports) = ReportLog::new();
     let mut invariants = scenarios::api::invariants(&faults);
-    invariants.push(Box::new(Relists(relists.clone())));
+    invariants.push(log);
     let summary = keel_sim::run(SimConfig {
         scenario: "api-relist".into(),
         seed: 4,
@@ -526,8 +460,16 @@ fn informers_relist_when_the_watch_cache_has_moved_on() {
     })
     .unwrap();
     assert!(summary.ok, "{:?}", summary.invariants);
+    let relists = reports
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            matches!(r, Report::Api(ApiReport::WatchEnded { reason, .. }) if reason.contains("410"))
+        })
+        .count();
     assert!(
-        *relists.lock().unwrap() > 0,
+        relists > 0,
         "no informer had to re-list: {:?}",
         summary.invariants
     );

@@ -14,13 +14,12 @@ use keel_actors::apiserver::workload::{ApiReport, ApiWorkloadConfig, KIND as WOR
 use keel_actors::apiserver::{ApiServerConfig, KIND as API_KIND};
 use keel_actors::message::Report;
 use keel_actors::store::StoreConfig;
-use keel_actors::Message;
-use keel_engine::{ActorSpec, Address};
-use keel_sim::{FaultSchedule, Invariant, Machine, NetworkConfig, Observation, SimConfig, World};
+use keel_engine::Address;
+use keel_sim::{FaultSchedule, Machine, NetworkConfig, SimConfig};
+use keel_tests::{spec, ReportLog};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 
 const NAMES: usize = 3;
 
@@ -45,14 +44,6 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..NAMES).prop_map(Op::Get),
         1 => Just(Op::List),
     ]
-}
-
-/// An actor spec from a configuration already turned into JSON.
-fn spec(kind: &str, config: Value) -> ActorSpec {
-    ActorSpec {
-        kind: kind.into(),
-        config_json: config.to_string(),
-    }
 }
 
 fn request(verb: Verb, name: Option<String>, body: Option<Value>) -> ApiRequest {
@@ -266,19 +257,11 @@ struct Seen {
     sessions: u64,
 }
 
-struct Recorder(Arc<Mutex<Seen>>);
-
-impl Invariant for Recorder {
-    fn name(&self) -> &'static str {
-        "recorder"
-    }
-    fn observe(&mut self, observation: &Observation<'_>, _world: &World<'_>) -> Result<(), String> {
-        if let Observation::Emitted {
-            msg: Message::Report(report),
-            ..
-        } = observation
-        {
-            let mut seen = self.0.lock().unwrap();
+impl Seen {
+    /// What the script and the informer reported, from the run's report log.
+    fn from_reports(reports: &[Report]) -> Seen {
+        let mut seen = Seen::default();
+        for report in reports {
             match report {
                 Report::ApiScript(r) => {
                     seen.answers.insert(r.step, r.clone());
@@ -295,10 +278,7 @@ impl Invariant for Recorder {
                 _ => {}
             }
         }
-        Ok(())
-    }
-    fn finish(&mut self, _world: &World<'_>) -> Result<String, String> {
-        Ok(String::new())
+        seen
     }
 }
 
@@ -361,7 +341,7 @@ fn run(seed: u64, ops: &[Op]) -> Result<(), String> {
             ],
         },
     ];
-    let seen = Arc::new(Mutex::new(Seen::default()));
+    let (log, reports) = ReportLog::new();
     let summary = keel_sim::run(SimConfig {
         scenario: "api-model".into(),
         seed,
@@ -369,7 +349,7 @@ fn run(seed: u64, ops: &[Op]) -> Result<(), String> {
         machines,
         network: NetworkConfig::default(),
         faults: FaultSchedule::new(Vec::new()),
-        invariants: vec![Box::new(Recorder(seen.clone()))],
+        invariants: vec![log],
         record: None,
         progress_every_ms: None,
     })
@@ -377,7 +357,7 @@ fn run(seed: u64, ops: &[Op]) -> Result<(), String> {
     if !summary.ok {
         return Err(format!("run failed: {:?}", summary.invariants));
     }
-    let seen = seen.lock().unwrap();
+    let seen = Seen::from_reports(&reports.lock().unwrap());
     let mut revisions = Vec::new();
     for (index, exp) in expected.iter().enumerate() {
         let answer = seen
