@@ -6,8 +6,8 @@ set -uo pipefail
 
 # Debian packages the test suite uses, now or in the issues on the way
 # (runc + busybox for containers, iptables/nftables for Services, etcd for store
-# comparisons, haproxy in front of API servers, protoc for etcd-client).
-packages=(runc iptables nftables busybox-static containernetworking-plugins etcd-server haproxy protobuf-compiler iproute2)
+# comparisons, haproxy in front of API servers; nothing here may be needed to build: see scripts/bare-build.sh).
+packages=(runc iptables nftables busybox-static containernetworking-plugins etcd-server haproxy iproute2)
 
 missing=()
 for p in "${packages[@]}"; do

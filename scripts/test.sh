@@ -4,6 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 start=$(date +%s)
+# The README's main job must build with nothing but the Rust toolchain: build it with
+# protoc made unavailable (the seed sweeps below use this release binary).
+bash scripts/bare-build.sh
 # In CI the property tests draw from a fixed seed so a run is reproducible; locally they
 # explore new cases each run (set PROPTEST_RNG_SEED yourself to pin them). Failures
 # found either way are saved in the *.proptest-regressions files and replayed first.

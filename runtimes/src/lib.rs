@@ -26,6 +26,7 @@
 
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+pub mod etcd_wire;
 pub mod host;
 pub mod sled_storage;
 pub mod transport;

@@ -4,7 +4,7 @@
 //!
 //! keel: three `keel store` processes (this binary), and a client node in this process
 //! whose bench actor keeps `--clients` requests in flight. etcd: three `etcd` processes
-//! (Debian's etcd-server) and `--clients` tokio tasks sharing one etcd-client.
+//! (Debian's etcd-server) and `--clients` tokio tasks sharing one gRPC channel (keel_runtimes::etcd_wire).
 
 use super::{bad_input, parse_duration, EXIT_FAILED, EXIT_OK};
 use hdrhistogram::Histogram;
@@ -304,8 +304,8 @@ fn bench_etcd(args: &StoreBenchArgs, dir: &Path, phase: Duration) -> Result<Syst
         // Wait for the cluster to take a write.
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = loop {
-            if let Ok(mut c) = etcd_client::Client::connect(&endpoints, None).await {
-                if c.put("bench/warmup", "x", None).await.is_ok() {
+            if let Ok(mut c) = keel_runtimes::etcd_wire::EtcdKvClient::connect(&endpoints) {
+                if c.put(b"bench/warmup", b"x").await.is_ok() {
                     break c;
                 }
             }
@@ -338,9 +338,9 @@ fn bench_etcd(args: &StoreBenchArgs, dir: &Path, phase: Duration) -> Result<Syst
                         let key = format!("bench/{}", (n >> 33) % keys);
                         let began = Instant::now();
                         let result = if put {
-                            c.put(key, value.clone(), None).await.map(|_| ())
+                            c.put(key.as_bytes(), &value).await.map(|_| ())
                         } else {
-                            c.get(key, None).await.map(|_| ())
+                            c.get(key.as_bytes()).await.map(|_| ())
                         };
                         match result {
                             Ok(()) => latencies.push(began.elapsed().as_micros() as u64),
