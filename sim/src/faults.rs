@@ -134,8 +134,14 @@ impl FaultSchedule {
         Ok(())
     }
 
-    /// Time of the last fault (0 when there are none).
+    /// Time of the last fault (0 when there are none). Operator actions (`Inject`) are
+    /// part of the workload, not faults, and do not count.
     pub fn last_fault_ms(&self) -> u64 {
-        self.faults.last().map(|f| f.at_ms).unwrap_or(0)
+        self.faults
+            .iter()
+            .rev()
+            .find(|f| !matches!(f.fault, Fault::Inject { .. }))
+            .map(|f| f.at_ms)
+            .unwrap_or(0)
     }
 }

@@ -112,7 +112,7 @@ pub struct SimConfig {
 }
 
 /// Network counters for the summary.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct NetStats {
     pub sent: u64,
     /// Dropped by the loss rate.
@@ -126,7 +126,7 @@ pub struct NetStats {
 }
 
 /// The JSON summary a run ends with.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct RunSummary {
     pub scenario: String,
     pub seed: u64,

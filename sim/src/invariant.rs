@@ -64,7 +64,7 @@ pub struct World<'a> {
 }
 
 /// A checker's verdict line in the run summary.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct Verdict {
     pub name: String,
     pub ok: bool,

@@ -21,6 +21,7 @@ pub mod faults;
 pub mod host;
 pub mod invariant;
 pub mod linearizability;
+pub mod nemesis;
 pub mod scenarios;
 
 pub use faults::{Fault, FaultSchedule, TimedFault};
@@ -34,10 +35,16 @@ pub fn run_scenario(
     duration_ms: u64,
     record: Option<std::path::PathBuf>,
     progress_every_ms: Option<u64>,
-    faults: Option<FaultSchedule>,
+    faults: Option<FaultChoice>,
 ) -> Result<RunSummary, SimError> {
     let setup = (scenario.build)(seed, duration_ms);
-    let faults = faults.unwrap_or(setup.faults);
+    let faults = match faults {
+        Some(FaultChoice::Given(schedule)) => schedule,
+        Some(FaultChoice::Nemesis(config)) => {
+            nemesis_schedule(scenario, seed, duration_ms, &config)
+        }
+        None => setup.faults,
+    };
     let invariants = (scenario.invariants)(&faults);
     run(SimConfig {
         scenario: scenario.name.to_string(),
@@ -50,6 +57,39 @@ pub fn run_scenario(
         record,
         progress_every_ms,
     })
+}
+
+/// Where a run's faults come from when not from the scenario itself.
+#[derive(Clone, Debug)]
+pub enum FaultChoice {
+    /// A schedule given by the user (`--faults FILE`).
+    Given(FaultSchedule),
+    /// One drawn from the seed by the nemesis (`--nemesis`).
+    Nemesis(nemesis::NemesisConfig),
+}
+
+/// The schedule `--nemesis` draws for this scenario, seed and duration.
+pub fn nemesis_schedule(
+    scenario: &scenarios::Scenario,
+    seed: u64,
+    duration_ms: u64,
+    config: &nemesis::NemesisConfig,
+) -> FaultSchedule {
+    let setup = (scenario.build)(seed, duration_ms);
+    let names: Vec<String> = setup.machines.iter().map(|m| m.name.clone()).collect();
+    let spared = match scenario.nemesis {
+        scenarios::NemesisUse::Spare(spared) => spared,
+        scenarios::NemesisUse::Refused(_) => &[],
+    };
+    nemesis::schedule(
+        seed,
+        &names,
+        spared,
+        &setup.network,
+        duration_ms,
+        &setup.faults,
+        config,
+    )
 }
 
 /// The exact command line that reproduces a run.

@@ -10,6 +10,7 @@ pub mod node;
 pub mod replay;
 pub mod sim;
 pub mod store;
+pub mod sweep;
 
 use std::time::Duration;
 

@@ -1,8 +1,9 @@
 //! `keel sim` and `keel scenarios`.
 
 use super::{bad_input, parse_duration, EXIT_FAILED, EXIT_OK};
+use keel_sim::nemesis::NemesisConfig;
 use keel_sim::scenarios::{self, DEFAULT_SCENARIO};
-use keel_sim::{reproduce_command, FaultSchedule, RunSummary};
+use keel_sim::{reproduce_command, FaultChoice, FaultSchedule, RunSummary};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -25,9 +26,26 @@ pub struct SimArgs {
     /// A JSON fault schedule to use instead of the scenario's own.
     #[arg(long)]
     faults: Option<PathBuf>,
-    /// Print the summary as JSON (one line per seed).
+    /// Print the summary as JSON (one line for a seed; one document for a sweep).
     #[arg(long)]
     json: bool,
+    /// Draw a random fault schedule from the seed (partitions of every shape, one-way
+    /// cuts, kills, pauses, clock skew, bad networks, then a quiet tail) instead of the
+    /// scenario's own faults.
+    #[arg(long, conflicts_with = "faults")]
+    nemesis: bool,
+    /// Seeds run at once in a sweep (default: every core).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Stop a sweep at its first failing seed (seeds already running finish).
+    #[arg(long)]
+    fail_fast: bool,
+    /// Allow a sweep of more than 10,000 seeds.
+    #[arg(long)]
+    yes: bool,
+    /// Internal: a sweep's child run (no progress lines; JSON summary on stdout).
+    #[arg(long, hide = true)]
+    child: bool,
 }
 
 /// Parses `A..B` or `A..=B` into the seeds it names.
@@ -49,8 +67,11 @@ pub fn parse_seed_range(text: &str) -> Result<std::ops::Range<u64>, String> {
     if start >= end {
         return Err(format!("seed range {text:?} is empty"));
     }
-    if end - start > 1_000_000 {
-        return Err(format!("seed range {text:?} has more than 1000000 seeds"));
+    if end - start > super::sweep::SEEDS_MAX_WITH_YES {
+        return Err(format!(
+            "seed range {text:?} has more than {} seeds",
+            super::sweep::SEEDS_MAX_WITH_YES
+        ));
     }
     Ok(start..end)
 }
@@ -128,9 +149,6 @@ pub fn run(args: SimArgs) -> u8 {
             Err(e) => return bad_input(e),
         },
     };
-    if args.record.is_some() && seeds.end - seeds.start > 1 {
-        return bad_input("--record takes a single --seed, not a range");
-    }
     let faults = match &args.faults {
         Some(path) => {
             let text = match std::fs::read_to_string(path) {
@@ -155,57 +173,146 @@ pub fn run(args: SimArgs) -> u8 {
         None => None,
     };
 
+    if let (true, keel_sim::scenarios::NemesisUse::Refused(why)) = (args.nemesis, scenario.nemesis)
+    {
+        return bad_input(format!(
+            "--nemesis does not apply to {}: {why}",
+            scenario.name
+        ));
+    }
     let total = seeds.end - seeds.start;
-    let mut failed = Vec::new();
-    for (index, seed) in seeds.enumerate() {
-        if total > 1 {
-            eprintln!("keel sim: seed {seed} ({}/{total})", index + 1);
+    if args.record.is_some() && total > 1 {
+        return bad_input("--record takes a single --seed, not a range");
+    }
+    if args.jobs == Some(0) {
+        return bad_input("--jobs 0: a sweep needs at least one job");
+    }
+    if total > 1 {
+        if total > super::sweep::SEEDS_MAX_WITHOUT_YES && !args.yes {
+            return bad_input(format!(
+                "{total} seeds is more than {} without --yes (a long sweep; add --yes to run it)",
+                super::sweep::SEEDS_MAX_WITHOUT_YES
+            ));
         }
-        let progress = (duration_ms >= 20_000).then_some(10_000);
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            keel_sim::run_scenario(
-                scenario,
-                seed,
-                duration_ms,
-                args.record.clone(),
-                progress,
-                faults.clone(),
-            )
-        }));
-        let reproduce = reproduce_command(scenario.name, seed, duration_ms);
-        match outcome {
-            Ok(Ok(summary)) => {
-                if args.json {
-                    println!("{}", serde_json::to_string(&summary).unwrap_or_default());
-                } else {
-                    print_human(&summary);
-                }
-                if !summary.ok {
-                    eprintln!(
-                        "FAILED: {} seed {seed}; reproduce with: {reproduce}",
-                        scenario.name
-                    );
-                    failed.push(seed);
-                }
+        let jobs = args.jobs.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+        if jobs > super::sweep::JOBS_MAX {
+            return bad_input(format!(
+                "--jobs {jobs} is more than {}",
+                super::sweep::JOBS_MAX
+            ));
+        }
+        return super::sweep::run(super::sweep::Sweep {
+            scenario,
+            seeds,
+            duration_ms,
+            jobs,
+            nemesis: args.nemesis,
+            faults_file: args.faults.clone(),
+            fail_fast: args.fail_fast,
+            json: args.json,
+        });
+    }
+    let seed = seeds.start;
+    let choice = match (faults, args.nemesis) {
+        (Some(schedule), _) => Some(FaultChoice::Given(schedule)),
+        (None, true) => Some(FaultChoice::Nemesis(NemesisConfig::default())),
+        (None, false) => None,
+    };
+    let progress = (duration_ms >= 20_000 && !args.child).then_some(10_000);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        keel_sim::run_scenario(
+            scenario,
+            seed,
+            duration_ms,
+            args.record.clone(),
+            progress,
+            choice,
+        )
+    }));
+    let reproduce = reproduce(
+        scenario.name,
+        seed,
+        duration_ms,
+        args.nemesis,
+        args.faults.as_deref(),
+    );
+    let ok = match outcome {
+        Ok(Ok(summary)) => {
+            if args.json {
+                println!("{}", serde_json::to_string(&summary).unwrap_or_default());
+            } else {
+                print_human(&summary);
             }
-            Ok(Err(e)) => return bad_input(e),
-            Err(_panic) => {
+            if !summary.ok && !args.child {
+                eprintln!(
+                    "FAILED: {} seed {seed}; reproduce with: {reproduce}",
+                    scenario.name
+                );
+            }
+            summary.ok
+        }
+        Ok(Err(e)) => return bad_input(e),
+        Err(_panic) => {
+            if !args.child {
                 eprintln!(
                     "FAILED: {} seed {seed} panicked; reproduce with: {reproduce}",
                     scenario.name
                 );
-                failed.push(seed);
             }
+            false
+        }
+    };
+    if !ok && args.nemesis && !args.child {
+        match write_nemesis_faults(scenario, seed, duration_ms) {
+            Ok(path) => eprintln!(
+                "the nemesis schedule of this run is in {path}; replay it with: keel sim --scenario {} --seed {seed} --duration {duration_ms}ms --faults {path}",
+                scenario.name
+            ),
+            Err(e) => eprintln!("could not write the nemesis schedule: {e}"),
         }
     }
-    if failed.is_empty() {
+    if ok {
         EXIT_OK
     } else {
-        if total > 1 {
-            eprintln!("{} of {total} seeds failed: {:?}", failed.len(), failed);
-        }
         EXIT_FAILED
     }
+}
+
+/// The command that reproduces one run, with the options that shaped its faults.
+pub fn reproduce(
+    scenario: &str,
+    seed: u64,
+    duration_ms: u64,
+    nemesis: bool,
+    faults: Option<&std::path::Path>,
+) -> String {
+    let mut command = reproduce_command(scenario, seed, duration_ms);
+    if nemesis {
+        command.push_str(" --nemesis");
+    }
+    if let Some(path) = faults {
+        command.push_str(&format!(" --faults {}", path.display()));
+    }
+    command
+}
+
+/// Writes the schedule `--nemesis` drew for a run as a `--faults` file in the temporary
+/// directory; returns its path.
+pub fn write_nemesis_faults(
+    scenario: &keel_sim::scenarios::Scenario,
+    seed: u64,
+    duration_ms: u64,
+) -> Result<String, String> {
+    let schedule =
+        keel_sim::nemesis_schedule(scenario, seed, duration_ms, &NemesisConfig::default());
+    let path = std::env::temp_dir().join(format!("keel-nemesis-{}-{seed}.json", scenario.name));
+    let text = serde_json::to_string_pretty(&schedule).map_err(|e| e.to_string())?;
+    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path.display().to_string())
 }
 
 pub fn list_scenarios() -> u8 {

@@ -6,7 +6,7 @@
 use keel_actors::{Message, Registry};
 use keel_engine::{ActorFactory, ActorSpec, Address, DynActor, TraceReader};
 use keel_sim::scenarios::{self, selftest};
-use keel_sim::{run_scenario, Fault, FaultSchedule, RunSummary, TimedFault};
+use keel_sim::{run_scenario, Fault, FaultChoice, FaultSchedule, RunSummary, TimedFault};
 use keel_tests::TempDir;
 use proptest::prelude::*;
 
@@ -149,7 +149,7 @@ proptest! {
         timed.push(TimedFault { at_ms: 6_000, fault: Fault::Network { latency_min_ms: 1, latency_max_ms: 10, loss_rate: 0.0, duplicate_rate: 0.0 } });
         let schedule = FaultSchedule::new(timed);
         let scenario = scenarios::find("selftest").unwrap();
-        let summary = run_scenario(scenario, seed, duration_ms, None, None, Some(schedule.clone())).unwrap();
+        let summary = run_scenario(scenario, seed, duration_ms, None, None, Some(FaultChoice::Given(schedule.clone()))).unwrap();
         prop_assert!(
             summary.ok,
             "seed {seed} failed: {:?}\nschedule: {}\nreproduce: save the schedule to f.json, then keel sim --seed {seed} --duration 10s --faults f.json",

@@ -5,7 +5,9 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use keel_sim::scenarios;
-use keel_sim::{reproduce_command, run_scenario, Fault, FaultSchedule, RunSummary, TimedFault};
+use keel_sim::{
+    reproduce_command, run_scenario, Fault, FaultChoice, FaultSchedule, RunSummary, TimedFault,
+};
 use proptest::prelude::*;
 
 fn run(scenario: &str, seed: u64, duration_ms: u64) -> RunSummary {
@@ -293,7 +295,7 @@ proptest! {
     ) {
         let schedule = healed(faults);
         let scenario = scenarios::find("store").expect("scenario exists");
-        let summary = run_scenario(scenario, seed, RANDOM_RUN_MS, None, None, Some(schedule.clone()))
+        let summary = run_scenario(scenario, seed, RANDOM_RUN_MS, None, None, Some(FaultChoice::Given(schedule.clone())))
             .expect("run starts");
         prop_assert!(
             summary.ok,

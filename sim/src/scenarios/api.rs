@@ -35,6 +35,9 @@ fn spec<T: serde::Serialize>(kind: &str, config: &T) -> ActorSpec {
     }
 }
 
+/// The machines that hold the workload's clients (spared by the nemesis).
+pub const CLIENT_MACHINES: &[&str] = &["c1", "c2"];
+
 pub fn machines() -> Vec<Machine> {
     let initial: Vec<(u64, Address)> = (1..=3).map(|i| (i, store_address(i))).collect();
     let mut machines = Vec::new();

@@ -82,7 +82,7 @@ pub fn lease(_seed: u64, d: u64) -> Setup {
 pub fn invariants(schedule: &FaultSchedule) -> Vec<Box<dyn Invariant + Send>> {
     let mut list = store::invariants(schedule);
     list.push(Box::new(LeaseKeptAlive::default()));
-    list.push(Box::new(LeaseExpires::default()));
+    list.push(Box::new(LeaseExpires::for_schedule(schedule)));
     list
 }
 
@@ -303,10 +303,42 @@ impl Invariant for LeaseKeptAlive {
 }
 
 /// Once keep-alives stop, the key is gone within last renewal + 2×TTL + an election
-/// + settling time.
+/// + settling time. Faults can push that deadline out, as etcd's semantics say: a new
+/// leader renews every lease by its TTL when it takes office, so the deadline is at
+/// least the last election before the key went plus a TTL and settling time; a heal
+/// (or a resumed machine) may be what lets the revocation commit or the poll through,
+/// so it is at least the last heal plus an election and settling time; and clocks the
+/// schedule skews may run late by as much as the largest skew.
 #[derive(Default)]
 pub struct LeaseExpires {
     history: LeaseHistory,
+    heals_ms: Vec<u64>,
+    skew_allowance_ms: u64,
+}
+
+impl LeaseExpires {
+    pub fn for_schedule(schedule: &FaultSchedule) -> Self {
+        let heals_ms = schedule
+            .faults
+            .iter()
+            .filter(|f| matches!(f.fault, Fault::Heal | Fault::Resume { .. }))
+            .map(|f| f.at_ms)
+            .collect();
+        let skew_allowance_ms = schedule
+            .faults
+            .iter()
+            .filter_map(|f| match f.fault {
+                Fault::ClockSkew { offset_ms, .. } => Some(offset_ms.unsigned_abs()),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        LeaseExpires {
+            heals_ms,
+            skew_allowance_ms,
+            ..LeaseExpires::default()
+        }
+    }
 }
 
 impl Invariant for LeaseExpires {
@@ -334,8 +366,24 @@ impl Invariant for LeaseExpires {
                 continue;
             };
             // The old leader's deadline (earliest), then at worst a new leader elected
-            // just before it, extending by a full TTL.
-            let deadline = earliest + state.ttl_ms + ELECTION_MS + SETTLE_MS;
+            // just before it, extending by a full TTL; later elections and heals push it
+            // out (see the type's documentation).
+            let until = state.first_gone_ms.unwrap_or(world.duration_ms);
+            let within = |t: &u64| *t > stopped && *t <= until;
+            let mut deadline = earliest + state.ttl_ms + ELECTION_MS + SETTLE_MS;
+            if let Some(election) = self
+                .history
+                .elections_ms
+                .values()
+                .filter(|t| within(t))
+                .max()
+            {
+                deadline = deadline.max(election + state.ttl_ms + SETTLE_MS);
+            }
+            if let Some(heal) = self.heals_ms.iter().filter(|t| within(t)).max() {
+                deadline = deadline.max(heal + ELECTION_MS + SETTLE_MS);
+            }
+            deadline += self.skew_allowance_ms;
             match state.first_gone_ms {
                 Some(gone) if gone <= deadline => lines.push(format!(
                     "client {client}: {key} gone at {gone} ms, {} ms after keep-alives stopped, \

@@ -25,6 +25,19 @@ pub struct Scenario {
     pub build: fn(seed: u64, duration_ms: u64) -> Setup,
     /// The checkers that judge a run, told which faults it will see.
     pub invariants: fn(&FaultSchedule) -> Vec<Box<dyn Invariant + Send>>,
+    /// What `--nemesis` may do to this scenario.
+    pub nemesis: NemesisUse,
+}
+
+/// How the nemesis treats a scenario.
+#[derive(Clone, Copy, Debug)]
+pub enum NemesisUse {
+    /// Faults on every machine but these: the workload's clients, which are the
+    /// observers (as Jepsen's control node is), are partitioned but never killed,
+    /// paused or skewed — a checker cannot judge operations whose caller lost its memory.
+    Spare(&'static [&'static str]),
+    /// The nemesis does not apply, for this reason.
+    Refused(&'static str),
 }
 
 /// The scenario `keel sim` runs when none is named.
@@ -38,6 +51,7 @@ pub fn all() -> &'static [Scenario] {
             default_duration_ms: 30_000,
             build: store::faulty,
             invariants: store::invariants,
+            nemesis: NemesisUse::Spare(store::CLIENT_MACHINES),
         },
         Scenario {
             name: "store-quorum-loss",
@@ -45,6 +59,7 @@ pub fn all() -> &'static [Scenario] {
             default_duration_ms: 30_000,
             build: store::quorum_loss,
             invariants: store::invariants,
+            nemesis: NemesisUse::Spare(store::CLIENT_MACHINES),
         },
         Scenario {
             name: "store-leader-churn",
@@ -52,6 +67,7 @@ pub fn all() -> &'static [Scenario] {
             default_duration_ms: 40_000,
             build: store::leader_churn,
             invariants: store::invariants,
+            nemesis: NemesisUse::Spare(store::CLIENT_MACHINES),
         },
         Scenario {
             name: "store-membership",
@@ -59,6 +75,7 @@ pub fn all() -> &'static [Scenario] {
             default_duration_ms: 40_000,
             build: store::membership,
             invariants: store::invariants,
+            nemesis: NemesisUse::Spare(store::CLIENT_MACHINES),
         },
         Scenario {
             name: "store-lease",
@@ -66,6 +83,7 @@ pub fn all() -> &'static [Scenario] {
             default_duration_ms: 40_000,
             build: lease::lease,
             invariants: lease::invariants,
+            nemesis: NemesisUse::Spare(store::CLIENT_MACHINES),
         },
         Scenario {
             name: "api-replicas",
@@ -73,6 +91,7 @@ pub fn all() -> &'static [Scenario] {
             default_duration_ms: 40_000,
             build: api::faulty,
             invariants: api::invariants,
+            nemesis: NemesisUse::Spare(api::CLIENT_MACHINES),
         },
         Scenario {
             name: "api-semantics",
@@ -80,6 +99,7 @@ pub fn all() -> &'static [Scenario] {
             default_duration_ms: 15_000,
             build: api::semantics,
             invariants: api::semantics_invariants,
+            nemesis: NemesisUse::Refused("a golden script of exact status codes, step by step: any fault changes the expected answers"),
         },
         Scenario {
             name: "selftest",
@@ -87,6 +107,7 @@ pub fn all() -> &'static [Scenario] {
             default_duration_ms: 30_000,
             build: selftest::faulty,
             invariants: selftest::invariants,
+            nemesis: NemesisUse::Spare(&[]),
         },
         Scenario {
             name: "selftest-calm",
@@ -94,6 +115,7 @@ pub fn all() -> &'static [Scenario] {
             default_duration_ms: 10_000,
             build: selftest::calm,
             invariants: selftest::invariants,
+            nemesis: NemesisUse::Spare(&[]),
         },
         Scenario {
             name: "selftest-random",
@@ -101,6 +123,7 @@ pub fn all() -> &'static [Scenario] {
             default_duration_ms: 30_000,
             build: selftest::random,
             invariants: selftest::invariants,
+            nemesis: NemesisUse::Spare(&[]),
         },
     ]
 }

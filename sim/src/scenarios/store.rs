@@ -85,6 +85,9 @@ pub fn machines(members: u64, joiners: u64, clients: u64, keys: u32) -> Vec<Mach
     machines
 }
 
+/// The machines that hold the workload's clients (spared by the nemesis).
+pub const CLIENT_MACHINES: &[&str] = &["c1", "c2"];
+
 pub(crate) fn network() -> NetworkConfig {
     NetworkConfig {
         latency_min_ms: 1,
