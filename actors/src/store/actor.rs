@@ -35,7 +35,7 @@ use crate::message::{Message, Report, StoreReport};
 use keel_engine::{Actor, Address, Context, Input, Time, WriteBatch};
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, EntryType};
-use raft::{RawNode, StateRole};
+use raft::{ProgressState, RawNode, SnapshotStatus, StateRole};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -156,6 +156,8 @@ pub struct Store {
     lease_deadlines: BTreeMap<i64, Time>,
     revoking: BTreeSet<i64>,
     promoting: BTreeSet<u64>,
+    /// Leader only: peers whose progress is waiting on a snapshot, since which tick.
+    snapshot_waits: BTreeMap<u64, u64>,
     last_heard: BTreeMap<u64, Time>,
     observed: (u64, StateRole, u64),
     skip_ticks: usize,
@@ -218,6 +220,7 @@ impl Store {
             lease_deadlines: BTreeMap::new(),
             revoking: BTreeSet::new(),
             promoting: BTreeSet::new(),
+            snapshot_waits: BTreeMap::new(),
             last_heard: BTreeMap::new(),
             observed: (0, StateRole::Follower, 0),
             skip_ticks: 0,
@@ -801,6 +804,12 @@ impl Store {
         let result = raft.apply_conf_change(&change);
         let outcome = match result {
             Ok(_) => {
+                // The next snapshot is taken at once: a member that must catch up by
+                // snapshot refuses one whose membership does not name it, so the
+                // snapshot raft sends it must be at least this new (seen under the
+                // nemesis: a learner added after the last snapshot was sent that
+                // snapshot, refused it, and never caught up).
+                self.entries_since_snapshot = self.config.snapshot_every_entries;
                 for single in change.get_changes() {
                     let id = single.node_id;
                     match single.get_change_type() {
@@ -1612,7 +1621,10 @@ impl Store {
         }
         let now = ctx.now();
         if leader {
+            self.retry_lost_snapshots();
             self.leader_duties(ctx, now);
+        } else {
+            self.snapshot_waits.clear();
         }
         // Reads that never got a read index (no leader reachable) are answered.
         let timeout = Duration::from_millis(self.config.read_timeout_ms);
@@ -1633,6 +1645,35 @@ impl Store {
         }
         self.watch_duties(ctx);
         self.handle_ready(ctx);
+    }
+
+    /// raft-rs keeps a peer that was sent a snapshot paused until the application
+    /// reports how the snapshot went; a snapshot message lost on the network would
+    /// leave the peer paused for as long as this member leads (seen under the nemesis:
+    /// a new learner never caught up, so it was never promoted). A peer still waiting
+    /// after `snapshot_retry_ticks` is reported failed, which makes raft probe it and
+    /// send a fresh snapshot. A snapshot that did arrive ends the wait by itself (the
+    /// peer's append response), so a late report only costs one more probe.
+    fn retry_lost_snapshots(&mut self) {
+        let Some(raft) = self.raft.as_mut() else {
+            return;
+        };
+        let ticks = self.ticks;
+        let waiting: BTreeSet<u64> = raft
+            .raft
+            .prs()
+            .iter()
+            .filter(|(_, progress)| progress.state == ProgressState::Snapshot)
+            .map(|(id, _)| *id)
+            .collect();
+        self.snapshot_waits.retain(|id, _| waiting.contains(id));
+        for id in waiting {
+            let since = *self.snapshot_waits.entry(id).or_insert(ticks);
+            if ticks.saturating_sub(since) >= self.config.snapshot_retry_ticks {
+                raft.report_snapshot(id, SnapshotStatus::Failure);
+                self.snapshot_waits.remove(&id);
+            }
+        }
     }
 
     fn leader_duties(&mut self, ctx: &mut Ctx<'_>, now: Time) {

@@ -22,6 +22,10 @@ pub struct StoreConfig {
     pub election_ticks: usize,
     #[serde(default = "default_heartbeat_ticks")]
     pub heartbeat_ticks: usize,
+    /// A peer sent a snapshot and still waiting for it this many ticks later is
+    /// presumed to have lost it and is sent another (see `Store::retry_lost_snapshots`).
+    #[serde(default = "default_snapshot_retry_ticks")]
+    pub snapshot_retry_ticks: u64,
     /// Proposals (writes) waiting for commit on this member; more get TooManyRequests.
     #[serde(default = "default_inflight_proposals_max")]
     pub inflight_proposals_max: usize,
@@ -68,6 +72,9 @@ fn default_election_ticks() -> usize {
 fn default_heartbeat_ticks() -> usize {
     2
 }
+fn default_snapshot_retry_ticks() -> u64 {
+    30
+}
 fn default_inflight_proposals_max() -> usize {
     4096
 }
@@ -112,6 +119,7 @@ impl StoreConfig {
             tick_ms: default_tick_ms(),
             election_ticks: default_election_ticks(),
             heartbeat_ticks: default_heartbeat_ticks(),
+            snapshot_retry_ticks: default_snapshot_retry_ticks(),
             inflight_proposals_max: default_inflight_proposals_max(),
             inflight_reads_max: default_inflight_reads_max(),
             snapshot_every_entries: default_snapshot_every_entries(),
@@ -147,6 +155,9 @@ impl StoreConfig {
             return Err(
                 "election_ticks must exceed heartbeat_ticks, which must be at least 1".into(),
             );
+        }
+        if self.snapshot_retry_ticks == 0 {
+            return Err("snapshot_retry_ticks must be at least 1".into());
         }
         for (name, value) in [
             ("inflight_proposals_max", self.inflight_proposals_max),
