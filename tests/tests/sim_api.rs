@@ -170,22 +170,27 @@ fn a_slow_watcher_is_cut_off_without_slowing_the_others() {
             _ => None,
         })
         .collect();
-    let sessions = reports
+    // The informer's watch is never interrupted from the stalled watcher's cut-off on.
+    // Before it, one 410 at the start is the known gap of lazily loaded watch caches
+    // (docs/NOTES.md: a list answered before the cache loads, then a watch from that
+    // list's version once the cache has loaded at a later one): the informer re-lists
+    // and watches again, which has nothing to do with the stalled watcher.
+    let ended: Vec<(usize, &String)> = reports
         .iter()
-        .filter(|r| matches!(r, ApiReport::WatchStarted { client: 2, .. }))
-        .count();
-    let ended: Vec<&String> = reports
-        .iter()
-        .filter_map(|r| match r {
+        .enumerate()
+        .filter_map(|(i, r)| match r {
             ApiReport::WatchEnded {
                 client: 2, reason, ..
-            } => Some(reason),
+            } => Some((i, reason)),
             _ => None,
         })
         .collect();
-    assert_eq!(
-        sessions, 1,
-        "the informer's watch was interrupted: {ended:?}"
+    assert!(
+        ended.len() <= 1
+            && ended
+                .iter()
+                .all(|(i, reason)| *i < cut_off && reason.starts_with("410")),
+        "the informer's watch was interrupted: {ended:?} (cut-off at report {cut_off})"
     );
     let written_after_cut = reports[cut_off..]
         .iter()
@@ -195,8 +200,10 @@ fn a_slow_watcher_is_cut_off_without_slowing_the_others() {
         written_after_cut >= 50,
         "writes went on after the cut ({written_after_cut})"
     );
+    // The session that lasts to the end saw every write from its starting version on.
     let from = reports
         .iter()
+        .rev()
         .find_map(|r| match r {
             ApiReport::WatchStarted {
                 client: 2, from, ..
@@ -473,4 +480,87 @@ fn informers_relist_when_the_watch_cache_has_moved_on() {
         "no informer had to re-list: {:?}",
         summary.invariants
     );
+}
+
+/// Regression (issue 7): seeds 29, 36, 68 and 70 of the default scenario once left a
+/// writer behind the balancer with nothing done for the rest of the run — each lost
+/// read cost a whole request timeout. Reads are now resent after the client's
+/// `read_retransmit_ms`, and `api-writes-resume` holds on them with its explicit bound.
+#[test]
+fn api_replicas_seeds_that_once_stalled_a_writer() {
+    let scenario = scenarios::find("api-replicas").expect("scenario exists");
+    for seed in [29, 36, 68, 70] {
+        let summary = run_scenario(
+            scenario,
+            seed,
+            scenario.default_duration_ms,
+            None,
+            None,
+            None,
+        )
+        .unwrap();
+        let resume = summary
+            .invariants
+            .iter()
+            .find(|v| v.name == "api-writes-resume")
+            .expect("judged");
+        assert!(summary.ok, "seed {seed}: {:?}", summary.invariants);
+        assert!(
+            resume.detail.contains("every one of 3 writers"),
+            "{}",
+            resume.detail
+        );
+    }
+}
+
+/// `api-writes-resume` fails when writers are cut off after the last fault (a one-way
+/// cut from their machine to the balancer that never heals): the check can fail.
+#[test]
+fn api_writes_resume_sees_writers_cut_off() {
+    let scenario = scenarios::find("api-replicas").expect("scenario exists");
+    let schedule = keel_sim::FaultSchedule::new(vec![keel_sim::TimedFault {
+        at_ms: 25_000,
+        fault: keel_sim::Fault::PartitionOneWay {
+            from: "c1".into(),
+            to: "lb".into(),
+        },
+    }]);
+    let summary = run_scenario(
+        scenario,
+        3,
+        scenario.default_duration_ms,
+        None,
+        None,
+        Some(keel_sim::FaultChoice::Given(schedule)),
+    )
+    .unwrap();
+    let resume = summary
+        .invariants
+        .iter()
+        .find(|v| v.name == "api-writes-resume")
+        .expect("judged");
+    assert!(!resume.ok, "{}", resume.detail);
+    assert!(
+        resume.detail.contains("1 (never), 2 (never)"),
+        "{}",
+        resume.detail
+    );
+}
+
+/// The default scenario holds under the nemesis's random schedules too.
+#[test]
+fn api_replicas_hold_under_the_nemesis() {
+    let scenario = scenarios::find("api-replicas").expect("scenario exists");
+    for seed in [1, 2] {
+        let summary = run_scenario(
+            scenario,
+            seed,
+            scenario.default_duration_ms,
+            None,
+            None,
+            Some(keel_sim::FaultChoice::Nemesis(Default::default())),
+        )
+        .unwrap();
+        assert!(summary.ok, "seed {seed}: {:?}", summary.invariants);
+    }
 }

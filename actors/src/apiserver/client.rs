@@ -47,6 +47,13 @@ pub struct ApiClientConfig {
     pub request_timeout_ms: u64,
     /// Attempts per read (the first included).
     pub read_attempts_max: u32,
+    /// A read unanswered this long is sent again, with the same id, to the next
+    /// endpoint — a lost request or answer then costs this, not the whole
+    /// `request_timeout_ms` — while the first send may still answer (whichever answer
+    /// comes first completes it). Each resend counts as an attempt. Writes are never
+    /// resent: their outcome would become ambiguous.
+    #[serde(default = "default_read_retransmit_ms")]
+    pub read_retransmit_ms: u64,
     /// Requests in flight at once; more are refused with `TooManyRequests`.
     pub inflight_max: usize,
     /// Informers at once.
@@ -73,11 +80,16 @@ pub struct ApiClientConfig {
     pub endpoint_cooldown_ms: u64,
 }
 
+fn default_read_retransmit_ms() -> u64 {
+    1_000
+}
+
 impl Default for ApiClientConfig {
     fn default() -> Self {
         ApiClientConfig {
             request_timeout_ms: 5_000,
             read_attempts_max: 4,
+            read_retransmit_ms: default_read_retransmit_ms(),
             inflight_max: 1024,
             informers_max: 64,
             list_page_size: 500,
@@ -96,6 +108,7 @@ impl ApiClientConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.request_timeout_ms == 0
             || self.read_attempts_max == 0
+            || self.read_retransmit_ms == 0
             || self.inflight_max == 0
             || self.informers_max == 0
             || self.list_page_size <= 0
@@ -644,6 +657,8 @@ struct Inflight {
     owner: Owner,
     request: ApiRequest,
     sent_at: Time,
+    /// When it was last sent (a read is resent after `read_retransmit_ms`).
+    last_sent_at: Time,
     /// Where the last attempt went (a retry goes elsewhere).
     to: Address,
     attempts: u32,
@@ -799,6 +814,7 @@ impl ApiClient {
                 owner,
                 request,
                 sent_at: now,
+                last_sent_at: now,
                 to,
                 attempts: 1,
                 retry_at: None,
@@ -1360,6 +1376,7 @@ impl ApiClient {
         self.now = self.now.max(now);
         self.cooling.retain(|_, until| now < *until);
         let timeout = Duration::from_millis(self.config.request_timeout_ms);
+        let retransmit = Duration::from_millis(self.config.read_retransmit_ms);
         let ids: Vec<u64> = self.inflight.keys().copied().collect();
         for id in ids {
             let Some(mut inflight) = self.inflight.remove(&id) else {
@@ -1370,6 +1387,7 @@ impl ApiClient {
                     inflight.retry_at = None;
                     inflight.attempts += 1;
                     inflight.sent_at = now;
+                    inflight.last_sent_at = now;
                     self.stats.retries += 1;
                     let mut to = self.next_endpoint();
                     if to == inflight.to {
@@ -1388,6 +1406,26 @@ impl ApiClient {
                 continue;
             }
             if now.since(inflight.sent_at) < timeout {
+                let resend = inflight.request.is_read()
+                    && inflight.attempts < self.config.read_attempts_max
+                    && now.since(inflight.last_sent_at) >= retransmit;
+                if resend {
+                    inflight.attempts += 1;
+                    inflight.last_sent_at = now;
+                    self.stats.retries += 1;
+                    let mut to = self.next_endpoint();
+                    if to == inflight.to {
+                        to = self.next_endpoint();
+                    }
+                    inflight.to = to.clone();
+                    out.push((
+                        to,
+                        Message::Api(ApiMessage::Request {
+                            id,
+                            request: inflight.request.clone(),
+                        }),
+                    ));
+                }
                 self.inflight.insert(id, inflight);
                 continue;
             }
@@ -1884,10 +1922,11 @@ mod tests {
         assert_eq!(retried.len(), 1);
         assert_eq!(retried[0].1, sent[0].1);
         assert_ne!(retried[0].0, sent[0].0);
-        // The write is never answered: ambiguous, not retried.
+        // The write is never answered: ambiguous, not retried (only the read, still
+        // unanswered, is resent).
         let mut out = Out::new();
         let outputs = c.on_tick(&mut out, at(5_000));
-        assert!(requests(&out).is_empty());
+        assert!(requests(&out).iter().all(|(_, id, _)| *id == sent[0].1));
         assert_eq!(outputs.completions.len(), 1);
         assert_eq!(outputs.completions[0].tag, 2);
         assert!(matches!(
@@ -1908,6 +1947,55 @@ mod tests {
             outputs.completions[0].result.as_ref().map(|r| r.code),
             Ok(404)
         );
+    }
+
+    /// A read whose request or answer was lost is resent to the other server after
+    /// `read_retransmit_ms` with the same id, and the first answer completes it; a
+    /// write left unanswered is never resent.
+    #[test]
+    fn lost_reads_are_resent_early_and_writes_never() {
+        let mut c = client();
+        let pods = ResourceRef::new("v1", "pods");
+        let mut out = Out::new();
+        c.send(&mut out, at(0), pods.get(Some("default"), "p"), 1)
+            .expect("room");
+        c.send(&mut out, at(0), pods.delete(Some("default"), "q"), 2)
+            .expect("room");
+        let sent = requests(&out);
+        let mut out = Out::new();
+        c.on_tick(&mut out, at(900));
+        assert!(
+            requests(&out).is_empty(),
+            "nothing before read_retransmit_ms"
+        );
+        let mut out = Out::new();
+        c.on_tick(&mut out, at(1_000));
+        let resent = requests(&out);
+        assert_eq!(resent.len(), 1, "only the read is resent: {resent:?}");
+        assert_eq!(resent[0].1, sent[0].1);
+        assert_ne!(resent[0].0, sent[0].0, "to the other server");
+        // The first send answers after all: that completes the read.
+        let (_, outputs) = respond(
+            &mut c,
+            &sent[0].0,
+            sent[0].1,
+            200,
+            b"{}".to_vec(),
+            at(1_050),
+        );
+        assert_eq!(outputs.completions.len(), 1);
+        assert_eq!(outputs.completions[0].tag, 1);
+        // The resent copy's answer is a duplicate and ignored.
+        let (_, outputs) = respond(
+            &mut c,
+            &resent[0].0,
+            resent[0].1,
+            200,
+            b"{}".to_vec(),
+            at(1_060),
+        );
+        assert!(outputs.completions.is_empty());
+        assert_eq!(c.inflight(), 1, "the write still waits");
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub struct ApiWorkloadConfig {
     pub client: u64,
     pub apiservers: Vec<Address>,
     pub role: String,
+    /// Mean pause between requests. Each pause is drawn from ½..1½ of it: contending
+    /// compare-and-swap writers with fixed pauses lock into one phase, and the one
+    /// whose requests take a hop longer (through the balancer) then loses every race,
+    /// which client-go's jittered retry-on-conflict backoff exists to avoid.
     pub think_ms: u64,
     pub timeout_ms: u64,
     /// When the first request goes out (after start).
@@ -287,10 +291,11 @@ impl ApiWorkload {
     }
 
     fn later(&self, ctx: &mut Ctx<'_>) {
-        ctx.set_timer(
-            WorkloadTimer::Next,
-            Duration::from_millis(self.config.think_ms.max(1)),
-        );
+        let think_ms = self.config.think_ms.max(1);
+        let pause_ms = ctx
+            .rng()
+            .gen_range(think_ms.div_ceil(2)..=think_ms + think_ms / 2);
+        ctx.set_timer(WorkloadTimer::Next, Duration::from_millis(pause_ms));
     }
 
     fn on_completion(&mut self, ctx: &mut Ctx<'_>, completion: Completion) {
