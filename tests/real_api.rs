@@ -12,6 +12,38 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// How long the test waits for each condition (updates flowing through both clients,
+/// carrying on after the kill): generous, since seven processes start first and a loaded
+/// machine is slow at it.
+const WAIT_WITHIN: Duration = Duration::from_secs(60);
+/// How often a condition is checked again.
+const WAIT_POLL: Duration = Duration::from_millis(100);
+/// Updates each client must see before the kill, so writes and watches are under way.
+const UPDATES_BEFORE_KILL: usize = 10;
+/// Updates each client must see after the kill, proof that writes carried on.
+const UPDATES_AFTER_KILL: usize = 5;
+/// The clients' `--duration`: only a safety cap for a client the test could not stop
+/// (the test stops them with SIGTERM once it has seen what it needs; a duration short
+/// enough to end the run would also count the cluster's start-up against it).
+const CLIENT_SAFETY_CAP: &str = "120s";
+
+/// Waits until `condition` holds (`Ok`); its `Err` says where things stand, for the
+/// message when the wait times out after [`WAIT_WITHIN`].
+fn wait_for(what: &str, condition: impl Fn() -> Result<(), String>) {
+    let deadline = Instant::now() + WAIT_WITHIN;
+    loop {
+        let state = match condition() {
+            Ok(()) => return,
+            Err(state) => state,
+        };
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {WAIT_WITHIN:?} waiting for {what}; {state}"
+        );
+        std::thread::sleep(WAIT_POLL);
+    }
+}
+
 fn spawn(args: &[String]) -> ChildGuard {
     ChildGuard::new(
         Command::new(env!("CARGO_BIN_EXE_keel"))
@@ -53,6 +85,9 @@ fn client_survives_losing_an_api_server_without_losing_watch_events() {
             cluster.join(","),
         ]));
     }
+    // API servers that start before the store has a leader would spend the clients'
+    // first requests on errors; wait for a writable store first.
+    keel_tests::wait_writable(env!("CARGO_BIN_EXE_keel"), &endpoints.join(","));
     let mut apiservers = Vec::new();
     for (i, port) in api.iter().enumerate() {
         apiservers.push(spawn(&[
@@ -85,16 +120,38 @@ fn client_survives_losing_an_api_server_without_losing_watch_events() {
     let balanced = Client::start(&["--balancer", &format!("lb=127.0.0.1:{lb_port}")]);
 
     // Let writes and the watches get going, then kill -9 the first API server.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while direct.updates() < 10 || balanced.updates() < 10 {
-        assert!(
-            Instant::now() < deadline,
-            "no updates through the API servers"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for("updates through the API servers", || {
+        let (d, b) = (direct.updates(), balanced.updates());
+        if d >= UPDATES_BEFORE_KILL && b >= UPDATES_BEFORE_KILL {
+            Ok(())
+        } else {
+            Err(format!(
+                "updates so far: direct client {d}, client behind the balancer {b} \
+                 (need {UPDATES_BEFORE_KILL} each)"
+            ))
+        }
+    });
     let killed_at = Instant::now();
     apiservers[0].kill();
+
+    // Both clients carry on through the other API server: writes, and a watch that
+    // delivers events again, so the check below covers the failover.
+    wait_for("the clients to carry on after the kill", || {
+        let (d, b) = (
+            direct.progress_after(killed_at),
+            balanced.progress_after(killed_at),
+        );
+        let carried_on =
+            |(updates, events): (usize, usize)| updates >= UPDATES_AFTER_KILL && events >= 1;
+        if carried_on(d) && carried_on(b) {
+            Ok(())
+        } else {
+            Err(format!(
+                "(updates, watch events) since the kill: direct client {d:?}, client \
+                 behind the balancer {b:?} (need {UPDATES_AFTER_KILL} updates and an event each)"
+            ))
+        }
+    });
 
     direct.finish_and_check(killed_at, "direct client");
     balanced.finish_and_check(killed_at, "client behind the balancer");
@@ -115,7 +172,8 @@ impl Client {
         let mut process = Command::new(env!("CARGO_BIN_EXE_keel"))
             .arg("api-client")
             .args(endpoints)
-            .args(["--roles", "writer,watcher,writer", "--duration", "24s"])
+            .args(["--roles", "writer,watcher,writer"])
+            .args(["--duration", CLIENT_SAFETY_CAP])
             .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -147,9 +205,25 @@ impl Client {
             .count()
     }
 
-    /// Waits for the client to end, then checks that writes carried on after the kill
-    /// and the watch neither re-listed nor lost an event.
+    /// Updates and watch events this client reported after `since`.
+    fn progress_after(&self, since: Instant) -> (usize, usize) {
+        let lines = self.lines.lock().unwrap();
+        let after = |kind: &str| {
+            lines
+                .iter()
+                .filter(|(t, v)| *t > since && v["Report"]["Api"][kind].is_object())
+                .count()
+        };
+        let updates = after("Updated");
+        let events = after("WatchEvent");
+        (updates, events)
+    }
+
+    /// Stops the client (SIGTERM: it shuts down cleanly, so every report it printed is
+    /// read to the end), then checks that writes carried on after the kill and the
+    /// watch neither re-listed nor lost an event.
     fn finish_and_check(mut self, killed_at: Instant, who: &str) {
+        self.guard.terminate();
         let _ = self.guard.child().wait();
         self.reader.join().unwrap();
         let lines = self.lines.lock().unwrap();
@@ -159,7 +233,7 @@ impl Client {
             .filter(|(t, v)| *t > killed_at && api(v, "Updated").is_object())
             .count();
         assert!(
-            updates_after >= 5,
+            updates_after >= UPDATES_AFTER_KILL,
             "{who}: writes did not carry on through the other API server"
         );
         let written: BTreeSet<i64> = lines

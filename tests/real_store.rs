@@ -71,34 +71,40 @@ impl Cluster {
             .expect("keel store client runs")
     }
 
-    fn status(&self) -> serde_json::Value {
-        let out = self.client(&["status", "--json"]);
-        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    /// Waits until some member reports a leader and a writable quorum; returns the
+    /// leader's id.
+    fn wait_writable(&self) -> u64 {
+        keel_tests::wait_writable(env!("CARGO_BIN_EXE_keel"), &self.endpoints())
     }
 
-    /// Waits until some member reports a leader and a writable quorum.
-    fn wait_writable(&self) -> u64 {
-        let deadline = Instant::now() + Duration::from_secs(40);
+    /// Puts `key` = `value`, trying again every [`PUT_RETRY_PAUSE`] while the put fails,
+    /// until one succeeds or `within` has passed; returns the last attempt's output.
+    /// Trying again is safe: a put that failed may still have been applied, and putting
+    /// the same value again leaves the key as the test expects it.
+    fn put_until_ok(&self, key: &str, value: &str, within: Duration) -> Output {
+        let deadline = Instant::now() + within;
         loop {
-            let status = self.status();
-            let summary = status["summary"].as_str().unwrap_or("");
-            if summary.ends_with(": writable") {
-                let leader = status["members"]
-                    .as_array()
-                    .and_then(|m| m.iter().find(|s| s["role"] == "leader"))
-                    .and_then(|s| s["id"].as_u64());
-                if let Some(leader) = leader {
-                    return leader;
-                }
+            let out = self.client(&["put", key, value]);
+            if out.status.success() || Instant::now() >= deadline {
+                return out;
             }
-            assert!(
-                Instant::now() < deadline,
-                "cluster never became writable: {status}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(PUT_RETRY_PAUSE);
         }
     }
 }
+
+/// The pause between two tries of [`Cluster::put_until_ok`].
+const PUT_RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// How long a put that must succeed (the cluster is healthy) may keep failing: a new
+/// leader's first moments, a slow machine.
+const MUST_PUT_WITHIN: Duration = Duration::from_secs(30);
+/// How long each counted put after the leader's death may keep failing before it counts
+/// as not acknowledged.
+const COUNTED_PUT_WITHIN: Duration = Duration::from_secs(10);
+/// How long s2 gets to create its write-ahead log before the test gives up on it.
+const WAL_CREATED_WITHIN: Duration = Duration::from_secs(30);
+/// How often the test looks for that file.
+const WAL_POLL: Duration = Duration::from_millis(50);
 
 fn text(o: &Output) -> String {
     format!(
@@ -124,7 +130,7 @@ fn store_survives_leader_loss_refuses_without_quorum_and_keeps_acknowledged_writ
     let mut acknowledged = Vec::new();
     for n in 0..10 {
         let key = format!("key/{n:02}");
-        let out = cluster.client(&["put", &key, &format!("value-{n}")]);
+        let out = cluster.put_until_ok(&key, &format!("value-{n}"), MUST_PUT_WITHIN);
         assert!(out.status.success(), "put {key}: {}", text(&out));
         acknowledged.push(key);
     }
@@ -135,7 +141,7 @@ fn store_survives_leader_loss_refuses_without_quorum_and_keeps_acknowledged_writ
     assert_ne!(survivor_leader, leader);
     for n in 10..20 {
         let key = format!("key/{n:02}");
-        let out = cluster.client(&["put", &key, &format!("value-{n}")]);
+        let out = cluster.put_until_ok(&key, &format!("value-{n}"), COUNTED_PUT_WITHIN);
         if out.status.success() {
             acknowledged.push(key);
         }
@@ -260,7 +266,17 @@ fn foreign_or_corrupt_data_directory_stops_the_member() {
             .spawn()
             .unwrap(),
     );
-    std::thread::sleep(Duration::from_millis(1500));
+    // The refusal below names s2's log, so s2 must have created it before it is killed.
+    let s2_wal = dir.join("d2/wal/s2_store_0.wal");
+    let deadline = Instant::now() + WAL_CREATED_WITHIN;
+    while !s2_wal.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "s2 did not create {} within {WAL_CREATED_WITHIN:?}",
+            s2_wal.display()
+        );
+        std::thread::sleep(WAL_POLL);
+    }
     s2.kill();
     let (status, err) = run("s1", "d2", ports[0]);
     assert!(!status.success(), "s1 started on s2's data: {err}");

@@ -20,7 +20,7 @@
 //!   `inbox_capacity`; a full mailbox drops the message, like a full send queue on the
 //!   TCP bus (at-most-once everywhere, as in the simulator).
 
-use crate::sled_storage::SledStorage;
+use crate::sled_storage::{open_db, SledStorage};
 use crate::transport::{
     BoundListener, Inbox, SendOutcome, Transport, TransportConfig, TransportError, TransportStats,
 };
@@ -563,13 +563,15 @@ async fn run_node_inside_system(config: NodeConfig) -> Result<NodeReport, Runtim
 
     // Open everything that can fail for a user-fixable reason before starting anything.
     // Durability comes from explicit `Storage::sync` (flush), never from a timer; high
-    // throughput mode makes those flushes cheaper.
-    let db = sled::Config::new()
-        .path(&config.data_dir)
-        .mode(sled::Mode::HighThroughput)
-        .flush_every_ms(None)
-        .open()
-        .map_err(|e| storage_error(e.to_string()))?;
+    // throughput mode makes those flushes cheaper. `open_db` waits out the lock of a
+    // database this process has just closed (a node restarted in the same process).
+    let db = open_db(
+        &sled::Config::new()
+            .path(&config.data_dir)
+            .mode(sled::Mode::HighThroughput)
+            .flush_every_ms(None),
+    )
+    .map_err(|e| storage_error(e.to_string()))?;
     let mut trace = match &config.record {
         Some(path) => Some(TraceSink {
             path: path.clone(),
@@ -847,6 +849,7 @@ mod tests {
     use super::*;
     use keel_actors::selftest::{SelfTestConfig, KIND};
     use keel_engine::{replay, TraceReader};
+    use std::sync::atomic::{AtomicU16, Ordering};
 
     /// A scratch directory under the system temp dir, removed on drop.
     struct TempDir(PathBuf);
@@ -870,10 +873,35 @@ mod tests {
         }
     }
 
-    /// A free loopback port (bound, then released for the node to bind).
+    /// The first loopback port [`free_port`] hands out. Its ports lie below Linux's
+    /// ephemeral range (32768–60999), so that no `bind(0)` and no outgoing connection, of
+    /// this process or another, can take one between that check and the node's bind.
+    const TEST_PORTS_FIRST: u16 = 20_000;
+    /// One past the last port [`free_port`] hands out.
+    const TEST_PORTS_END: u16 = 32_000;
+
+    /// How many ports this process has tried so far; each try takes the next one.
+    static TEST_PORTS_TRIED: AtomicU16 = AtomicU16::new(0);
+
+    /// A loopback port that was free a moment ago and that no other test of this process
+    /// is handed. The walk starts at a place given by the process id, so that test
+    /// processes running side by side mostly try different ports.
     fn free_port() -> SocketAddr {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
+        let span = TEST_PORTS_END - TEST_PORTS_FIRST;
+        // Below `span`, so it fits in a u16.
+        let first = (std::process::id() % u32::from(span)) as u16;
+        loop {
+            let tried = TEST_PORTS_TRIED.fetch_add(1, Ordering::Relaxed);
+            assert!(
+                tried < span,
+                "free_port: no loopback port left in {TEST_PORTS_FIRST}..{TEST_PORTS_END}"
+            );
+            let port = TEST_PORTS_FIRST + (first + tried) % span;
+            let free = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+            if free {
+                return SocketAddr::from(([127, 0, 0, 1], port));
+            }
+        }
     }
 
     fn selftest_node(
@@ -902,7 +930,12 @@ mod tests {
                 },
             )],
             record,
-            transport: TransportConfig::default(),
+            // A peer that starts late is dialled again within 100 ms, not after a
+            // backoff grown to the default 2 s, which would eat most of a short run.
+            transport: TransportConfig {
+                backoff_max_ms: 100,
+                ..TransportConfig::default()
+            },
             status_interval_ms: 200,
             run_for_ms: Some(run_for_ms),
             extra_listen: Vec::new(),
@@ -910,6 +943,10 @@ mod tests {
             print_reports: false,
         }
     }
+
+    /// How long each node of the two-node test runs: both must have started, connected
+    /// and exchanged pings within it, also on a loaded machine.
+    const TWO_NODE_RUN_MS: u64 = 4000;
 
     /// Two nodes exchange selftest pings over TCP; the recorded real trace replays
     /// identically; a second run on the same data directory is a Restart.
@@ -926,9 +963,17 @@ mod tests {
             listen_b,
             dir.0.join("a"),
             Some(trace_path.clone()),
-            1500,
+            TWO_NODE_RUN_MS,
         );
-        let config_b = selftest_node("b", "a", listen_b, listen_a, dir.0.join("b"), None, 1500);
+        let config_b = selftest_node(
+            "b",
+            "a",
+            listen_b,
+            listen_a,
+            dir.0.join("b"),
+            None,
+            TWO_NODE_RUN_MS,
+        );
         let node_b = std::thread::spawn(move || run_node(config_b));
         let report_a = run_node(config_a.clone()).unwrap();
         let report_b = node_b.join().unwrap().unwrap();

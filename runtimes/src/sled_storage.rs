@@ -14,6 +14,59 @@
 
 use keel_engine::{Address, Storage, StorageError, WriteBatch, WriteOp};
 use std::ops::Bound;
+use std::time::{Duration, Instant};
+
+/// The first pause before [`open_db`] tries again on a locked database; it doubles after
+/// each try.
+const OPEN_RETRY_FIRST_PAUSE: Duration = Duration::from_millis(5);
+/// The longest pause between two tries of [`open_db`].
+const OPEN_RETRY_MAX_PAUSE: Duration = Duration::from_millis(200);
+/// How long [`open_db`] waits for a lock to go away before it returns the error: far
+/// longer than a dropped handle's queued I/O takes, short enough that a directory really
+/// used by another process is reported promptly.
+const OPEN_RETRY_FOR: Duration = Duration::from_secs(10);
+
+/// Opens the database `config` describes, waiting out a lock left by a handle that is
+/// going away.
+///
+/// Sled 0.34 locks the database file while it is open, and dropping the last `Db` does
+/// not release the lock at once: the file (an `Arc<File>`) is also held by sled-io tasks
+/// still queued on sled's thread pool, and closes only when the last of them has run. A
+/// process that closes and reopens a database (a node restarted inside one process, a
+/// test reopening its scratch database) can therefore meet its own lock for a moment,
+/// and `Config::open` then fails at once with an io error "could not acquire lock on
+/// …: WouldBlock". Only that error is retried, pausing 5 ms, doubling up to 200 ms; after
+/// 10 s the lock is taken for real (another process uses the directory) and the error is
+/// returned as sled gave it. Every other error is returned at once.
+///
+/// Blocks the calling thread while it waits.
+pub fn open_db(config: &sled::Config) -> sled::Result<sled::Db> {
+    let started = Instant::now();
+    let mut pause = OPEN_RETRY_FIRST_PAUSE;
+    loop {
+        match config.open() {
+            Err(error) if is_lock_error(&error) && started.elapsed() < OPEN_RETRY_FOR => {
+                tracing::debug!(%error, ?pause, "sled database still locked; trying again");
+                let left = OPEN_RETRY_FOR.saturating_sub(started.elapsed());
+                std::thread::sleep(pause.min(left));
+                pause = (pause * 2).min(OPEN_RETRY_MAX_PAUSE);
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Whether `error` is sled's "could not acquire lock" (see [`open_db`]): sled builds it
+/// as an `ErrorKind::Other` io error, so its message is the only way to tell it apart.
+fn is_lock_error(error: &sled::Error) -> bool {
+    match error {
+        sled::Error::Io(io) => {
+            io.kind() == std::io::ErrorKind::Other
+                && io.to_string().contains("could not acquire lock")
+        }
+        _ => false,
+    }
+}
 
 /// One actor's storage: its own tree in the node's database.
 #[derive(Clone, Debug)]
@@ -133,7 +186,7 @@ mod tests {
         let a = Address::new("n1", "selftest", 0);
         let b = Address::new("n1", "selftest", 1);
         {
-            let db = sled::open(&dir.0).unwrap();
+            let db = open_db(&sled::Config::new().path(&dir.0)).unwrap();
             let mut sa = SledStorage::open(&db, &a).unwrap();
             let sb = SledStorage::open(&db, &b).unwrap();
             assert!(!sa.has_data().unwrap());
@@ -150,7 +203,8 @@ mod tests {
             assert_eq!(sb.get(b"k1").unwrap(), None);
             sa.sync().unwrap();
         }
-        let db = sled::open(&dir.0).unwrap();
+        // The handle above has just been dropped: `open_db` waits out its lock.
+        let db = open_db(&sled::Config::new().path(&dir.0)).unwrap();
         let sa = SledStorage::open(&db, &a).unwrap();
         let sb = SledStorage::open(&db, &b).unwrap();
         assert!(sa.has_data().unwrap());

@@ -8,7 +8,9 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
 
 /// A directory removed when dropped.
 pub struct TempDir(PathBuf);
@@ -41,12 +43,81 @@ impl Drop for TempDir {
     }
 }
 
-/// A loopback port that was free a moment ago.
+/// The first loopback port [`free_port`] hands out. Its ports lie below Linux's
+/// ephemeral range (32768–60999): a port found free inside that range can still be taken
+/// by any `bind(0)` or outgoing connection before the process under test binds it; one
+/// down here, only by another test that picked the same number.
+const TEST_PORTS_FIRST: u16 = 20_000;
+/// One past the last port [`free_port`] hands out.
+const TEST_PORTS_END: u16 = 32_000;
+
+/// How many ports this process has tried so far; each try takes the next one, so no two
+/// tests of one process are handed the same port.
+static TEST_PORTS_TRIED: AtomicU16 = AtomicU16::new(0);
+
+/// A loopback port that was free a moment ago and that no other caller in this process
+/// is handed. The walk starts at a place given by the process id, so that test processes
+/// running side by side mostly try different ports.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("loopback has free ports")
+    let span = TEST_PORTS_END - TEST_PORTS_FIRST;
+    // Below `span`, so it fits in a u16.
+    let first = (std::process::id() % u32::from(span)) as u16;
+    loop {
+        let tried = TEST_PORTS_TRIED.fetch_add(1, Ordering::Relaxed);
+        assert!(
+            tried < span,
+            "free_port: no loopback port left in {TEST_PORTS_FIRST}..{TEST_PORTS_END}"
+        );
+        let port = TEST_PORTS_FIRST + (first + tried) % span;
+        // The listener is dropped at once: the port is for the process under test.
+        let free = TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if free {
+            return port;
+        }
+    }
+}
+
+/// How long [`wait_writable`] waits for a store cluster to elect a leader with a quorum:
+/// a few election rounds, with room for a loaded machine.
+const WRITABLE_WITHIN: Duration = Duration::from_secs(40);
+/// How often [`wait_writable`] asks again.
+const WRITABLE_POLL: Duration = Duration::from_millis(200);
+
+/// A store cluster's status as `keel store status --json` prints it, or `Null` when it
+/// prints nothing that parses (e.g. while no member answers yet). `keel` is the binary
+/// to run: `env!("CARGO_BIN_EXE_keel")`, which only the root package's tests know.
+pub fn store_status(keel: &str, endpoints: &str) -> serde_json::Value {
+    let out = Command::new(keel)
+        .args(["store", "status", "--json"])
+        .args(["--endpoints", endpoints, "--timeout", "3s"])
+        .output()
+        .expect("keel store client runs");
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+/// Waits until some member of the store cluster at `endpoints` (`s1=HOST:PORT,…`, the
+/// members' client addresses) reports a leader and a writable quorum; returns the
+/// leader's member id. Panics with the last status after [`WRITABLE_WITHIN`].
+pub fn wait_writable(keel: &str, endpoints: &str) -> u64 {
+    let deadline = Instant::now() + WRITABLE_WITHIN;
+    loop {
+        let status = store_status(keel, endpoints);
+        let summary = status["summary"].as_str().unwrap_or("");
+        if summary.ends_with(": writable") {
+            let leader = status["members"]
+                .as_array()
+                .and_then(|m| m.iter().find(|s| s["role"] == "leader"))
+                .and_then(|s| s["id"].as_u64());
+            if let Some(leader) = leader {
+                return leader;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cluster never became writable: {status}"
+        );
+        std::thread::sleep(WRITABLE_POLL);
+    }
 }
 
 /// A child process killed (SIGKILL) when dropped, so a failing test leaves none behind.
@@ -65,7 +136,27 @@ impl ChildGuard {
             let _ = child.wait();
         }
     }
-    /// Waits for the child to exit by itself and returns its output.
+    /// Asks the child to stop (SIGTERM, via `kill -TERM`), as an operator would: keel
+    /// nodes then shut down cleanly and print their report, which a SIGKILL would lose.
+    /// Does not wait; follow with [`ChildGuard::wait_output`] or a wait on
+    /// [`ChildGuard::child`]. A child that has already exited is left as it is (it stays
+    /// unreaped until that wait, so its pid cannot have been reused).
+    pub fn terminate(&self) {
+        if let Some(child) = &self.0 {
+            let status = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .expect("the kill command runs");
+            if !status.success() {
+                eprintln!(
+                    "kill -TERM {} failed ({status}); the child may have exited already",
+                    child.id()
+                );
+            }
+        }
+    }
+    /// Waits for the child to exit (by itself or after [`ChildGuard::terminate`]) and
+    /// returns its output.
     pub fn wait_output(mut self) -> std::process::Output {
         let child = self.0.take().expect("child is present until taken");
         child
