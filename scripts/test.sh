@@ -14,4 +14,7 @@ if [[ "${CI:-}" == "true" && -z "${PROPTEST_RNG_SEED:-}" ]]; then
     export PROPTEST_RNG_SEED=20261125
 fi
 cargo test --workspace "$@"
+# Seed sweeps: every scenario on a hundred seeds, with its own faults and with
+# --nemesis, on the release binary built above (SWEEP_SEEDS=A..B to change the range).
+bash scripts/sweep.sh
 echo "tests: passed in $(( $(date +%s) - start )) s"

@@ -33,7 +33,14 @@ enum Command {
         json: bool,
     },
     /// List the simulation scenarios.
-    Scenarios,
+    Scenarios {
+        /// Only the names, one per line (for scripts).
+        #[arg(long)]
+        names: bool,
+        /// Only the scenarios that take `keel sim --nemesis`.
+        #[arg(long)]
+        nemesis: bool,
+    },
     /// Run one real machine of the self-test protocol over TCP (until the store lands).
     Selftest(commands::node::NodeArgs),
     /// Run a store member (keel's etcd), or talk to one: put, get, del, watch, member, status.
@@ -59,7 +66,7 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Sim(args) => commands::sim::run(args),
         Command::Replay { file, json } => commands::replay::run(&file, json),
-        Command::Scenarios => commands::sim::list_scenarios(),
+        Command::Scenarios { names, nemesis } => commands::sim::list_scenarios(names, nemesis),
         Command::Selftest(args) => commands::node::run(args),
         Command::Store(args) => commands::store::run(args),
         Command::Bench(args) => commands::bench::run(args),

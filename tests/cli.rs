@@ -162,7 +162,7 @@ fn scenarios_and_version() {
     assert!(stdout(&version).contains("trace format"));
 }
 
-/// `--seeds A..B` runs every seed and prints one JSON line each.
+/// `--seeds A..B` runs every seed, in parallel, and `--json` prints one document.
 #[test]
 fn seed_ranges_run_every_seed() {
     let out = keel(&[
@@ -174,15 +174,84 @@ fn seed_ranges_run_every_seed() {
         "--duration",
         "3s",
         "--json",
+        "--jobs",
+        "2",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let seeds: Vec<u64> = stdout(&out)
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["seed"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
-    assert_eq!(seeds, vec![1, 2, 3]);
+    let report = json(&out);
+    assert_eq!(report["ran"], 3, "{report}");
+    assert_eq!(report["passed"], 3, "{report}");
+    assert_eq!(report["seeds_start"], 1);
+    assert_eq!(report["seeds_end"], 4);
+    assert_eq!(report["failures"].as_array().map(Vec::len), Some(0));
+}
+
+/// A failing sweep exits 1 with a table naming each failed seed, its invariant and the
+/// command that reproduces it; `--fail-fast` stops it at the first failure.
+#[test]
+fn failing_sweeps_print_a_table_and_stop_early() {
+    let dir = TempDir::new("keel-cli-sweep");
+    // A cut from the balanced writers' machine that never heals: api-writes-resume fails.
+    let faults = dir.path().join("cut.json");
+    std::fs::write(
+        &faults,
+        r#"{"faults":[{"at_ms":5000,"fault":"partition_one_way","from":"c1","to":"lb"}]}"#,
+    )
+    .unwrap();
+    let faults = faults.to_str().unwrap().to_string();
+    let args = [
+        "sim",
+        "--scenario",
+        "api-replicas",
+        "--seeds",
+        "1..4",
+        "--duration",
+        "15s",
+        "--faults",
+        &faults,
+        "--jobs",
+        "1",
+        "--fail-fast",
+    ];
+    let out = keel(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let table = stdout(&out);
+    assert!(
+        table.contains("0 of 1 seeds passed, 1 failed, 2 not run (--fail-fast)"),
+        "{table}"
+    );
+    assert!(table.contains("api-writes-resume"), "{table}");
+    assert!(
+        table.contains("keel sim --scenario api-replicas --seed 1 --duration 15000ms --faults"),
+        "{table}"
+    );
+    let mut with_json = args.to_vec();
+    with_json.push("--json");
+    let report = json(&keel(&with_json));
+    assert_eq!(report["failed"], 1, "{report}");
+    assert_eq!(report["skipped"], 2, "{report}");
+    assert_eq!(report["failures"][0]["seed"], 1);
+    assert_eq!(
+        report["failures"][0]["invariants"][0]["name"],
+        "api-writes-resume"
+    );
+}
+
+/// Bad sweep and nemesis input: a one-line error and exit code 2.
+#[test]
+fn bad_sweep_input_is_refused() {
+    assert_usage_error(
+        &keel(&["sim", "--seeds", "1..3", "--jobs", "0"]),
+        "--jobs 0",
+    );
+    assert_usage_error(&keel(&["sim", "--seeds", "1..20002"]), "without --yes");
+    assert_usage_error(&keel(&["sim", "--seeds", "1-5"]), "not a range");
+    assert_usage_error(
+        &keel(&["sim", "--seeds", "1..2000000", "--yes"]),
+        "more than 1000000",
+    );
+    assert_usage_error(
+        &keel(&["sim", "--scenario", "api-semantics", "--nemesis"]),
+        "does not apply to api-semantics",
+    );
 }

@@ -315,14 +315,32 @@ pub fn write_nemesis_faults(
     Ok(path.display().to_string())
 }
 
-pub fn list_scenarios() -> u8 {
+pub fn list_scenarios(names_only: bool, nemesis_only: bool) -> u8 {
     for scenario in scenarios::all() {
+        let refusal = match scenario.nemesis {
+            keel_sim::scenarios::NemesisUse::Refused(why) => Some(why),
+            keel_sim::scenarios::NemesisUse::Spare(_) => None,
+        };
+        if nemesis_only && refusal.is_some() {
+            continue;
+        }
+        if names_only {
+            println!("{}", scenario.name);
+            continue;
+        }
         let default = if scenario.name == DEFAULT_SCENARIO {
             " (default)"
         } else {
             ""
         };
-        println!("{:<16} {}{}", scenario.name, scenario.description, default);
+        let nemesis = match refusal {
+            Some(why) => format!(" [no --nemesis: {why}]"),
+            None => String::new(),
+        };
+        println!(
+            "{:<18} {}{}{}",
+            scenario.name, scenario.description, default, nemesis
+        );
     }
     EXIT_OK
 }

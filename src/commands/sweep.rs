@@ -259,6 +259,14 @@ pub fn run(sweep: Sweep) -> u8 {
                 return;
             }
             let outcome = run_child(&sweep, seed);
+            let failed = match &outcome {
+                Outcome::Summary(summary) => !summary.ok,
+                Outcome::Broken(_) => true,
+            };
+            // Set here, before this worker takes another seed.
+            if failed && sweep.fail_fast {
+                stop.store(true, Ordering::SeqCst);
+            }
             if results.send((seed, outcome)).is_err() {
                 return;
             }

@@ -303,7 +303,7 @@ impl Invariant for LeaseKeptAlive {
 }
 
 /// Once keep-alives stop, the key is gone within last renewal + 2×TTL + an election
-/// + settling time. Faults can push that deadline out, as etcd's semantics say: a new
+/// and settling time. Faults can push that deadline out, as etcd's semantics say: a new
 /// leader renews every lease by its TTL when it takes office, so the deadline is at
 /// least the last election before the key went plus a TTL and settling time; a heal
 /// (or a resumed machine) may be what lets the revocation commit or the poll through,
