@@ -120,8 +120,19 @@ struct PendingWrite {
 struct PendingRead {
     client: Address,
     request_id: u64,
-    request: RangeRequest,
+    op: ReadOp,
     since: Time,
+}
+
+/// What a read-index confirmation serves.
+enum ReadOp {
+    /// A linearizable range.
+    Range(RangeRequest),
+    /// A lease keep-alive: renewed only once a quorum has confirmed this member still
+    /// leads, as etcd does since 3.5 (etcd-io/etcd#15247 — a leader cut off from the
+    /// others would otherwise renew a lease that the new leader on the other side
+    /// expires meanwhile; seen under the nemesis).
+    KeepAlive(i64),
 }
 
 struct Watcher {
@@ -922,6 +933,49 @@ impl Store {
 
     // ----- reads --------------------------------------------------------------------
 
+    /// Asks raft to confirm (with a quorum) that this member's state is current, and
+    /// serves `op` once the confirmed index is applied.
+    fn start_read_index(&mut self, client: Address, request_id: u64, op: ReadOp, now: Time) {
+        self.next_read += 1;
+        let read_id = self.next_read;
+        self.pending_reads.insert(
+            read_id,
+            PendingRead {
+                client,
+                request_id,
+                op,
+                since: now,
+            },
+        );
+        if let Some(raft) = self.raft.as_mut() {
+            raft.read_index(read_id.to_be_bytes().to_vec());
+        }
+    }
+
+    /// Renews a lease, once its leadership is confirmed.
+    fn renew_lease(&mut self, now: Time, lease: i64) -> Result<StoreResponse, StoreError> {
+        if !self.is_leader() {
+            return Err(self.not_leader(now));
+        }
+        // etcd's rule: a lease past its deadline cannot be renewed, even if its
+        // revocation has not been applied yet — renewing it here would answer OK and
+        // then lose its keys to the revocation already under way.
+        let expired = self.revoking.contains(&lease)
+            || self.lease_deadlines.get(&lease).is_some_and(|d| *d <= now);
+        match self.mvcc.lease_ttl(lease) {
+            Some(_) if expired => Err(StoreError::LeaseNotFound(lease)),
+            Some(ttl) => {
+                self.lease_deadlines
+                    .insert(lease, now.plus(Duration::from_secs(ttl.max(1) as u64)));
+                Ok(StoreResponse::LeaseKeepAlive {
+                    id: lease,
+                    ttl_seconds: ttl,
+                })
+            }
+            None => Err(StoreError::LeaseNotFound(lease)),
+        }
+    }
+
     fn serve_ready_reads(&mut self, ctx: &mut Ctx<'_>) {
         let applied = self.applied;
         let (ready, waiting): (Vec<_>, Vec<_>) = self
@@ -931,7 +985,10 @@ impl Store {
         self.ready_reads = waiting;
         for (_, read_id) in ready {
             if let Some(read) = self.pending_reads.remove(&read_id) {
-                let result = self.mvcc.range(&read.request).map(StoreResponse::Range);
+                let result = match &read.op {
+                    ReadOp::Range(request) => self.mvcc.range(request).map(StoreResponse::Range),
+                    ReadOp::KeepAlive(lease) => self.renew_lease(ctx.now(), *lease),
+                };
                 self.respond(ctx, read.client, read.request_id, result);
             }
         }
@@ -969,20 +1026,7 @@ impl Store {
                     let limit = self.config.inflight_reads_max;
                     self.respond(ctx, from, id, Err(StoreError::TooManyRequests { limit }));
                 } else {
-                    self.next_read += 1;
-                    let read_id = self.next_read;
-                    self.pending_reads.insert(
-                        read_id,
-                        PendingRead {
-                            client: from,
-                            request_id: id,
-                            request: range,
-                            since: now,
-                        },
-                    );
-                    if let Some(raft) = self.raft.as_mut() {
-                        raft.read_index(read_id.to_be_bytes().to_vec());
-                    }
+                    self.start_read_index(from, id, ReadOp::Range(range), now);
                 }
             }
             StoreRequest::Put(put) => self.propose(ctx, from, id, ProposalOp::Put(put)),
@@ -1034,26 +1078,12 @@ impl Store {
                 if !self.is_leader() {
                     let error = self.not_leader(now);
                     self.respond(ctx, from, id, Err(error));
-                    return;
+                } else if self.pending_reads.len() >= self.config.inflight_reads_max {
+                    let limit = self.config.inflight_reads_max;
+                    self.respond(ctx, from, id, Err(StoreError::TooManyRequests { limit }));
+                } else {
+                    self.start_read_index(from, id, ReadOp::KeepAlive(lease), now);
                 }
-                // etcd's rule: a lease past its deadline cannot be renewed, even if its
-                // revocation has not been applied yet — renewing it here would answer
-                // OK and then lose its keys to the revocation already under way.
-                let expired = self.revoking.contains(&lease)
-                    || self.lease_deadlines.get(&lease).is_some_and(|d| *d <= now);
-                let result = match self.mvcc.lease_ttl(lease) {
-                    Some(_) if expired => Err(StoreError::LeaseNotFound(lease)),
-                    Some(ttl) => {
-                        self.lease_deadlines
-                            .insert(lease, now.plus(Duration::from_secs(ttl.max(1) as u64)));
-                        Ok(StoreResponse::LeaseKeepAlive {
-                            id: lease,
-                            ttl_seconds: ttl,
-                        })
-                    }
-                    None => Err(StoreError::LeaseNotFound(lease)),
-                };
-                self.respond(ctx, from, id, result);
             }
             StoreRequest::LeaseTimeToLive { id: lease } => {
                 if !self.is_leader() {

@@ -280,11 +280,15 @@ impl Invariant for LeaseKeptAlive {
             let Some((_, put_ms)) = state.held else {
                 return Err(format!("client {client} never put its key on a lease"));
             };
-            if state.keepalives_ok == 0 {
-                return Err(format!("client {client}: no keep-alive succeeded"));
-            }
-            if state.present_polls == 0 {
-                return Err(format!("client {client}: no read ever found its key"));
+            // Nothing to judge when the faults let no keep-alive or no read through (a
+            // nemesis schedule can keep the store out of reach for the whole window);
+            // the tests demand that the scenario's own schedule gives evidence.
+            if state.keepalives_ok == 0 || state.present_polls == 0 {
+                lines.push(format!(
+                    "client {client}: not judged: {} keep-alives ok, {} reads found the key                      ({} keep-alives failed)",
+                    state.keepalives_ok, state.present_polls, state.keepalives_failed
+                ));
+                continue;
             }
             let kept_until = state.stopped_ms.unwrap_or(u64::MAX);
             lines.push(format!(
@@ -303,7 +307,9 @@ impl Invariant for LeaseKeptAlive {
 }
 
 /// Once keep-alives stop, the key is gone within last renewal + 2×TTL + an election
-/// and settling time. Faults can push that deadline out, as etcd's semantics say: a new
+/// and settling time — or the last keep-alive sent plus a TTL and settling time (its
+/// answer may have been lost, not its renewal). Faults can push that deadline out, as
+/// etcd's semantics say: a new
 /// leader renews every lease by its TTL when it takes office, so the deadline is at
 /// least the last election before the key went plus a TTL and settling time; a heal
 /// (or a resumed machine) may be what lets the revocation commit or the poll through,
@@ -371,6 +377,10 @@ impl Invariant for LeaseExpires {
             let until = state.first_gone_ms.unwrap_or(world.duration_ms);
             let within = |t: &u64| *t > stopped && *t <= until;
             let mut deadline = earliest + state.ttl_ms + ELECTION_MS + SETTLE_MS;
+            // A keep-alive whose answer was lost (a bad network, a one-way cut from
+            // the store to the client) renewed the lease all the same: the last one
+            // sent, just before keep-alives stopped, may have renewed it on arrival.
+            deadline = deadline.max(stopped + state.ttl_ms + SETTLE_MS);
             if let Some(election) = self
                 .history
                 .elections_ms
