@@ -4,14 +4,17 @@
 //! A run is split in two:
 //! 1. the **fault window** (from `start_ms` to `duration − quiet tail`): one fault starts
 //!    every `gap_min_ms..gap_max_ms`; each lasts `hold_min_ms..hold_max_ms` and is then
-//!    undone (a partition healed, a killed machine restarted, a paused one resumed, a
-//!    skewed clock set back, the network restored). Faults overlap freely. The kinds:
+//!    undone (a partition healed, a killed machine restarted, a paused one resumed, the
+//!    network restored). Faults overlap freely. The kinds:
 //!    partitions of every shape (one machine isolated, a random majority/minority split,
 //!    random halves, three-way splits), one-way cuts, kills and restarts, killing the
-//!    store leader, pauses, clock skew, and bad networks (latency, loss, duplication);
+//!    store leader, pauses, clock skew (a machine killed and booted again with its
+//!    clock ahead or behind: running clocks never jump, as monotonic clocks do not),
+//!    and bad networks (latency, loss, duplication);
 //! 2. the **quiet tail**: everything is undone at once — heal, resume every machine,
-//!    restart every machine that is down, set every clock straight, restore the
-//!    scenario's own network — so that liveness invariants judge a healthy cluster.
+//!    restart every machine that is down, restore the scenario's own network (clock
+//!    offsets stay: setting them straight would step running clocks) — so that liveness
+//!    invariants judge a healthy cluster.
 //!    Liveness checkers take `World::last_fault_ms` (the tail's start) as their origin.
 //!
 //! Operator actions of the scenario's own schedule (`Fault::Inject`, such as membership
@@ -142,17 +145,27 @@ pub fn schedule(
                 }
             }
             4 | 5 => (Fault::Kill { node: node.clone() }, Some(Fault::RestartAll)),
+            8 => {
+                // Clock skew is a property of a boot: a machine's monotonic clock never
+                // jumps while it runs (a running clock stepped forward would expire a
+                // leader's leases early, which no real monotonic clock does), but a
+                // machine that boots again may run ahead of or behind the others. So the
+                // machine is killed, its clock offset while it is down, and it boots
+                // with that offset at the restart.
+                let offset_ms = rng.gen_range(-config.skew_max_ms..=config.skew_max_ms);
+                faults.push(TimedFault {
+                    at_ms: at,
+                    fault: Fault::Kill { node: node.clone() },
+                });
+                (
+                    Fault::ClockSkew { node, offset_ms },
+                    Some(Fault::RestartAll),
+                )
+            }
             6 => (Fault::KillStoreLeader, Some(Fault::RestartAll)),
             7 => (
                 Fault::Pause { node: node.clone() },
                 Some(Fault::Resume { node }),
-            ),
-            8 => (
-                Fault::ClockSkew {
-                    node: node.clone(),
-                    offset_ms: rng.gen_range(-config.skew_max_ms..=config.skew_max_ms),
-                },
-                Some(Fault::ClockSkew { node, offset_ms: 0 }),
             ),
             _ => {
                 let latency_min_ms = network.latency_min_ms;
@@ -193,10 +206,6 @@ pub fn schedule(
     let mut tail = vec![Fault::Heal];
     tail.extend(targets.iter().map(|m| Fault::Resume { node: m.clone() }));
     tail.push(Fault::RestartAll);
-    tail.extend(targets.iter().map(|m| Fault::ClockSkew {
-        node: m.clone(),
-        offset_ms: 0,
-    }));
     tail.push(restore);
     faults.extend(tail.into_iter().map(|fault| TimedFault {
         at_ms: tail_start,

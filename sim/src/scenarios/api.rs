@@ -447,12 +447,61 @@ impl Invariant for ApiWritesResume {
     }
 }
 
-/// The balancer takes a killed API server out and brings it back once it answers again.
+/// The balancer's default probing (see `BalancerConfig`): a probe every 500 ms, a probe
+/// unanswered for 500 ms fails, two failures in a row take a backend out.
+const PROBE_INTERVAL_MS: u64 = 500;
+const PROBE_FAILURES_DOWN: u64 = 2;
+/// A killed API server is taken out within this: the probe answered just before the
+/// kill is followed by `PROBE_FAILURES_DOWN` probes that each time out after an
+/// interval, one interval of waiting for the first, and a tick.
+const BALANCER_DETECT_MS: u64 = (PROBE_FAILURES_DOWN + 1) * PROBE_INTERVAL_MS + 500;
+/// After the last fault every API server is back in within this (5 s): a store leader
+/// elected again (the tail restarts machines), then a probe round and its timeout.
+const BALANCER_RECOVER_MS: u64 = STORE_ELECTION_MS + 2 * PROBE_INTERVAL_MS + 1_000;
+
+/// The balancer takes a killed API server out, and brings every API server back once
+/// the faults are over, each within an explicit bound: an API server killed and left
+/// down for `BALANCER_DETECT_MS` (2 s) is reported out by then (one brought back
+/// sooner may never be noticed, which is fine); `BALANCER_RECOVER_MS` (5 s) after the
+/// last fault, the balancer's last word on every API server is "up". A balancer that
+/// restarts presumes every server up (it says nothing about that), so its restart
+/// resets what it is known to think, and the detection bound runs from its start.
 #[derive(Default)]
 pub struct BalancerFailsOver {
+    /// Per API server machine: killed at, while down.
+    dead_since: BTreeMap<String, u64>,
+    /// The balancer's view (absent: up, as it starts) and when it last changed.
+    marked: BTreeMap<String, (bool, u64)>,
     killed: BTreeSet<String>,
-    down: BTreeSet<String>,
-    up_again: BTreeSet<String>,
+    taken_out: u64,
+    brought_back: u64,
+    missed: Option<String>,
+    /// The balancer machine: down or paused now, and when it last started or resumed
+    /// (a paused balancer probes nothing, so the detection bound runs from then).
+    balancer_down: bool,
+    balancer_paused: bool,
+    balancer_started_ms: u64,
+}
+
+impl BalancerFailsOver {
+    /// A killed server left down past the bound must have been taken out by then.
+    fn judge_kill(&mut self, node: &str, dead_since: u64, until_ms: u64) {
+        let dead_since = dead_since.max(self.balancer_started_ms);
+        if self.balancer_down
+            || self.balancer_paused
+            || until_ms.saturating_sub(dead_since) < BALANCER_DETECT_MS
+            || self.missed.is_some()
+        {
+            return;
+        }
+        let out_in_time = matches!(self.marked.get(node), Some((false, at)) if *at <= dead_since + BALANCER_DETECT_MS);
+        if !out_in_time {
+            self.missed = Some(format!(
+                "API server {node} was killed at {dead_since} ms and stayed down until {until_ms} ms, \
+                 but the balancer had not taken it out {BALANCER_DETECT_MS} ms after the kill"
+            ));
+        }
+    }
 }
 
 impl Invariant for BalancerFailsOver {
@@ -461,38 +510,87 @@ impl Invariant for BalancerFailsOver {
     }
     fn observe(&mut self, observation: &Observation<'_>, _world: &World<'_>) -> Result<(), String> {
         match observation {
-            Observation::Crashed { node, .. } if node.as_str().starts_with('a') => {
+            Observation::Crashed { node, at_ms, .. } if node.as_str().starts_with('a') => {
                 self.killed.insert(node.to_string());
+                self.dead_since.entry(node.to_string()).or_insert(*at_ms);
+            }
+            Observation::Crashed { node, .. } if node.as_str() == "lb" => {
+                self.balancer_down = true;
+            }
+            Observation::Started { actor, at_ms, .. } if actor.node.as_str() == "lb" => {
+                self.balancer_down = false;
+                self.balancer_started_ms = *at_ms;
+                self.marked.clear();
+            }
+            Observation::Fault {
+                fault: Fault::Pause { node },
+                ..
+            } if node == "lb" => self.balancer_paused = true,
+            Observation::Fault {
+                fault: Fault::Resume { node },
+                at_ms,
+            } if node == "lb" && self.balancer_paused => {
+                self.balancer_paused = false;
+                self.balancer_started_ms = self.balancer_started_ms.max(*at_ms);
+            }
+            Observation::Started { actor, at_ms, .. } if actor.node.as_str().starts_with('a') => {
+                let node = actor.node.to_string();
+                if let Some(since) = self.dead_since.remove(&node) {
+                    self.judge_kill(&node, since, *at_ms);
+                }
+            }
+            Observation::Emitted { at_ms, .. } => {
+                if let Some(ApiReport::Backend { backend, up }) = api_report(observation) {
+                    if *up {
+                        self.brought_back += 1;
+                    } else {
+                        self.taken_out += 1;
+                    }
+                    self.marked.insert(backend.clone(), (*up, *at_ms));
+                }
             }
             _ => {}
         }
-        if let Some(ApiReport::Backend { backend, up }) = api_report(observation) {
-            if *up {
-                self.up_again.insert(backend.clone());
-            } else {
-                self.down.insert(backend.clone());
-            }
-        }
         Ok(())
     }
-    fn finish(&mut self, _world: &World<'_>) -> Result<String, String> {
-        for node in &self.killed {
-            if !self.down.contains(node) {
+    fn finish(&mut self, world: &World<'_>) -> Result<String, String> {
+        let dead: Vec<(String, u64)> = self
+            .dead_since
+            .iter()
+            .map(|(n, t)| (n.clone(), *t))
+            .collect();
+        for (node, since) in dead {
+            self.judge_kill(&node, since, world.duration_ms);
+        }
+        if let Some(missed) = &self.missed {
+            return Err(missed.clone());
+        }
+        let judged = world.duration_ms >= world.last_fault_ms + BALANCER_RECOVER_MS;
+        if judged {
+            let still_out: Vec<String> = self
+                .marked
+                .iter()
+                .filter(|(_, (up, _))| !*up)
+                .map(|(node, (_, at))| format!("{node} (out since {at} ms)"))
+                .collect();
+            if !still_out.is_empty() {
                 return Err(format!(
-                    "API server {node} was killed but the balancer kept routing to it"
-                ));
-            }
-            if !self.up_again.contains(node) {
-                return Err(format!(
-                    "API server {node} came back but the balancer never used it again"
+                    "the balancer still had {} out {BALANCER_RECOVER_MS} ms after the last fault at {} ms",
+                    still_out.join(", "),
+                    world.last_fault_ms
                 ));
             }
         }
         Ok(format!(
-            "{} API servers killed; the balancer took {:?} out and brought {:?} back",
+            "{} API servers killed; {} times taken out, {} brought back{}",
             self.killed.len(),
-            self.down,
-            self.up_again
+            self.taken_out,
+            self.brought_back,
+            if judged {
+                "; every API server in rotation after the faults"
+            } else {
+                "; recovery not judged: the run ends too soon after the last fault"
+            }
         ))
     }
 }
