@@ -146,7 +146,8 @@ fn store_leader_churn_passes() {
 /// A member joins as a learner and is promoted, another is removed, under load.
 #[test]
 fn store_membership_changes_under_load() {
-    for seed in [1, 2] {
+    // Seed 192 lost the only add the operator asked for, before adds were retried.
+    for seed in [1, 2, 192] {
         let summary = run_default("store-membership", seed);
         assert_store_evidence(&summary, 2);
         let membership = verdict(&summary, "membership-changed");
