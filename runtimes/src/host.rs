@@ -849,7 +849,6 @@ mod tests {
     use super::*;
     use keel_actors::selftest::{SelfTestConfig, KIND};
     use keel_engine::{replay, TraceReader};
-    use std::sync::atomic::{AtomicU16, Ordering};
 
     /// A scratch directory under the system temp dir, removed on drop.
     struct TempDir(PathBuf);
@@ -873,35 +872,9 @@ mod tests {
         }
     }
 
-    /// The first loopback port [`free_port`] hands out. Its ports lie below Linux's
-    /// ephemeral range (32768–60999), so that no `bind(0)` and no outgoing connection, of
-    /// this process or another, can take one between that check and the node's bind.
-    const TEST_PORTS_FIRST: u16 = 20_000;
-    /// One past the last port [`free_port`] hands out.
-    const TEST_PORTS_END: u16 = 32_000;
-
-    /// How many ports this process has tried so far; each try takes the next one.
-    static TEST_PORTS_TRIED: AtomicU16 = AtomicU16::new(0);
-
-    /// A loopback port that was free a moment ago and that no other test of this process
-    /// is handed. The walk starts at a place given by the process id, so that test
-    /// processes running side by side mostly try different ports.
+    /// A loopback address on a port below the ephemeral range (keel_tests::free_port).
     fn free_port() -> SocketAddr {
-        let span = TEST_PORTS_END - TEST_PORTS_FIRST;
-        // Below `span`, so it fits in a u16.
-        let first = (std::process::id() % u32::from(span)) as u16;
-        loop {
-            let tried = TEST_PORTS_TRIED.fetch_add(1, Ordering::Relaxed);
-            assert!(
-                tried < span,
-                "free_port: no loopback port left in {TEST_PORTS_FIRST}..{TEST_PORTS_END}"
-            );
-            let port = TEST_PORTS_FIRST + (first + tried) % span;
-            let free = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
-            if free {
-                return SocketAddr::from(([127, 0, 0, 1], port));
-            }
-        }
+        SocketAddr::from(([127, 0, 0, 1], keel_tests::free_port()))
     }
 
     fn selftest_node(

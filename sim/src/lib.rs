@@ -41,7 +41,7 @@ pub fn run_scenario(
     let faults = match faults {
         Some(FaultChoice::Given(schedule)) => schedule,
         Some(FaultChoice::Nemesis(config)) => {
-            nemesis_schedule(scenario, seed, duration_ms, &config)
+            nemesis_for_setup(scenario, seed, duration_ms, &setup, &config)
         }
         None => setup.faults,
     };
@@ -76,6 +76,16 @@ pub fn nemesis_schedule(
     config: &nemesis::NemesisConfig,
 ) -> FaultSchedule {
     let setup = (scenario.build)(seed, duration_ms);
+    nemesis_for_setup(scenario, seed, duration_ms, &setup, config)
+}
+
+fn nemesis_for_setup(
+    scenario: &scenarios::Scenario,
+    seed: u64,
+    duration_ms: u64,
+    setup: &scenarios::Setup,
+    config: &nemesis::NemesisConfig,
+) -> FaultSchedule {
     let names: Vec<String> = setup.machines.iter().map(|m| m.name.clone()).collect();
     let spared = match scenario.nemesis {
         scenarios::NemesisUse::Spare(spared) => spared,

@@ -129,22 +129,25 @@ pub fn schedule(
                 Fault::Partition {
                     groups: partition_shape(&mut rng, machines),
                 },
-                Some(Fault::Heal),
+                Fault::Heal,
             ),
-            3 => {
+            3 if machines.len() > 1 => {
                 let others: Vec<&String> = machines.iter().filter(|m| **m != node).collect();
-                match others.choose(&mut rng) {
-                    Some(to) => (
-                        Fault::PartitionOneWay {
-                            from: node.clone(),
-                            to: (*to).clone(),
-                        },
-                        Some(Fault::Heal),
-                    ),
-                    None => (Fault::Heal, None),
-                }
+                // `choose` (not `gen_range`): the draws, and so every seed's schedule,
+                // stay what they were.
+                let to = others
+                    .choose(&mut rng)
+                    .map(|m| (*m).clone())
+                    .unwrap_or_default();
+                (
+                    Fault::PartitionOneWay {
+                        from: node.clone(),
+                        to,
+                    },
+                    Fault::Heal,
+                )
             }
-            4 | 5 => (Fault::Kill { node: node.clone() }, Some(Fault::RestartAll)),
+            4 | 5 => (Fault::Kill { node: node.clone() }, Fault::RestartAll),
             8 => {
                 // Clock skew is a property of a boot: a machine's monotonic clock never
                 // jumps while it runs (a running clock stepped forward would expire a
@@ -157,16 +160,10 @@ pub fn schedule(
                     at_ms: at,
                     fault: Fault::Kill { node: node.clone() },
                 });
-                (
-                    Fault::ClockSkew { node, offset_ms },
-                    Some(Fault::RestartAll),
-                )
+                (Fault::ClockSkew { node, offset_ms }, Fault::RestartAll)
             }
-            6 => (Fault::KillStoreLeader, Some(Fault::RestartAll)),
-            7 => (
-                Fault::Pause { node: node.clone() },
-                Some(Fault::Resume { node }),
-            ),
+            6 => (Fault::KillStoreLeader, Fault::RestartAll),
+            7 => (Fault::Pause { node: node.clone() }, Fault::Resume { node }),
             _ => {
                 let latency_min_ms = network.latency_min_ms;
                 let latency_max_ms = rng.gen_range(
@@ -184,7 +181,7 @@ pub fn schedule(
                                 ..=config.bad_duplicate_max.max(network.duplicate_rate),
                         ),
                     },
-                    Some(restore.clone()),
+                    restore.clone(),
                 )
             }
         };
@@ -192,12 +189,10 @@ pub fn schedule(
             at_ms: at,
             fault: begin,
         });
-        if let Some(end) = end {
-            faults.push(TimedFault {
-                at_ms: until,
-                fault: end,
-            });
-        }
+        faults.push(TimedFault {
+            at_ms: until,
+            fault: end,
+        });
         drawn += 1;
         at += rng.gen_range(config.gap_min_ms..=config.gap_max_ms);
     }

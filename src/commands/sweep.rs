@@ -276,13 +276,15 @@ pub fn run(sweep: Sweep) -> u8 {
     let (mut done, mut failures, mut sim_ms, mut wall_ms) = (0u64, Vec::new(), 0u64, 0u64);
     for (seed, outcome) in received {
         done += 1;
-        let command = reproduce(
-            sweep.scenario.name,
-            seed,
-            sweep.duration_ms,
-            sweep.nemesis,
-            sweep.faults_file.as_deref(),
-        );
+        let command = || {
+            reproduce(
+                sweep.scenario.name,
+                seed,
+                sweep.duration_ms,
+                sweep.nemesis,
+                sweep.faults_file.as_deref(),
+            )
+        };
         let failure = match outcome {
             Outcome::Summary(summary) => {
                 sim_ms += summary.sim_time_ms;
@@ -299,7 +301,7 @@ pub fn run(sweep: Sweep) -> u8 {
                         })
                         .collect(),
                     error: None,
-                    reproduce: command,
+                    reproduce: command(),
                     faults_file: None,
                 })
             }
@@ -307,7 +309,7 @@ pub fn run(sweep: Sweep) -> u8 {
                 seed,
                 invariants: Vec::new(),
                 error: Some(error),
-                reproduce: command,
+                reproduce: command(),
                 faults_file: None,
             }),
         };

@@ -221,3 +221,30 @@ impl keel_sim::Invariant for ReportLog {
         Ok(String::new())
     }
 }
+
+/// Runs the named scenario for its default duration, with its own faults or `faults`.
+pub fn run_named(
+    name: &str,
+    seed: u64,
+    faults: Option<keel_sim::FaultChoice>,
+) -> keel_sim::RunSummary {
+    let scenario = keel_sim::scenarios::find(name).expect("scenario exists");
+    keel_sim::run_scenario(
+        scenario,
+        seed,
+        scenario.default_duration_ms,
+        None,
+        None,
+        faults,
+    )
+    .expect("run starts")
+}
+
+/// The run's verdict of the invariant `name` (panics if it has none).
+pub fn verdict<'a>(summary: &'a keel_sim::RunSummary, name: &str) -> &'a keel_sim::Verdict {
+    summary
+        .invariants
+        .iter()
+        .find(|v| v.name == name)
+        .unwrap_or_else(|| panic!("{} has no verdict {name}", summary.scenario))
+}

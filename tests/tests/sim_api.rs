@@ -5,7 +5,7 @@
 
 use keel_sim::run_scenario;
 use keel_sim::scenarios;
-use keel_tests::{spec, ReportLog};
+use keel_tests::{run_named, spec, verdict, ReportLog};
 
 /// The api-replicas scenario passes every invariant on two seeds, with evidence.
 #[test]
@@ -488,22 +488,9 @@ fn informers_relist_when_the_watch_cache_has_moved_on() {
 /// `read_retransmit_ms`, and `api-writes-resume` holds on them with its explicit bound.
 #[test]
 fn api_replicas_seeds_that_once_stalled_a_writer() {
-    let scenario = scenarios::find("api-replicas").expect("scenario exists");
     for seed in [29, 36, 68, 70] {
-        let summary = run_scenario(
-            scenario,
-            seed,
-            scenario.default_duration_ms,
-            None,
-            None,
-            None,
-        )
-        .unwrap();
-        let resume = summary
-            .invariants
-            .iter()
-            .find(|v| v.name == "api-writes-resume")
-            .expect("judged");
+        let summary = run_named("api-replicas", seed, None);
+        let resume = verdict(&summary, "api-writes-resume");
         assert!(summary.ok, "seed {seed}: {:?}", summary.invariants);
         assert!(
             resume.detail.contains("every one of 3 writers"),
@@ -517,7 +504,6 @@ fn api_replicas_seeds_that_once_stalled_a_writer() {
 /// cut from their machine to the balancer that never heals): the check can fail.
 #[test]
 fn api_writes_resume_sees_writers_cut_off() {
-    let scenario = scenarios::find("api-replicas").expect("scenario exists");
     let schedule = keel_sim::FaultSchedule::new(vec![keel_sim::TimedFault {
         at_ms: 25_000,
         fault: keel_sim::Fault::PartitionOneWay {
@@ -525,20 +511,12 @@ fn api_writes_resume_sees_writers_cut_off() {
             to: "lb".into(),
         },
     }]);
-    let summary = run_scenario(
-        scenario,
+    let summary = run_named(
+        "api-replicas",
         3,
-        scenario.default_duration_ms,
-        None,
-        None,
         Some(keel_sim::FaultChoice::Given(schedule)),
-    )
-    .unwrap();
-    let resume = summary
-        .invariants
-        .iter()
-        .find(|v| v.name == "api-writes-resume")
-        .expect("judged");
+    );
+    let resume = verdict(&summary, "api-writes-resume");
     assert!(!resume.ok, "{}", resume.detail);
     assert!(
         resume.detail.contains("1 (never), 2 (never)"),
@@ -550,17 +528,12 @@ fn api_writes_resume_sees_writers_cut_off() {
 /// The default scenario holds under the nemesis's random schedules too.
 #[test]
 fn api_replicas_hold_under_the_nemesis() {
-    let scenario = scenarios::find("api-replicas").expect("scenario exists");
     for seed in [1, 2] {
-        let summary = run_scenario(
-            scenario,
+        let summary = run_named(
+            "api-replicas",
             seed,
-            scenario.default_duration_ms,
-            None,
-            None,
             Some(keel_sim::FaultChoice::Nemesis(Default::default())),
-        )
-        .unwrap();
+        );
         assert!(summary.ok, "seed {seed}: {:?}", summary.invariants);
     }
 }

@@ -8,6 +8,7 @@ use keel_sim::scenarios;
 use keel_sim::{
     reproduce_command, run_scenario, Fault, FaultChoice, FaultSchedule, RunSummary, TimedFault,
 };
+use keel_tests::{run_named, verdict};
 use proptest::prelude::*;
 
 fn run(scenario: &str, seed: u64, duration_ms: u64) -> RunSummary {
@@ -30,14 +31,6 @@ fn run_default(name: &str, seed: u64) -> RunSummary {
         reproduce_command(name, seed, scenario.default_duration_ms)
     );
     summary
-}
-
-fn verdict<'a>(summary: &'a RunSummary, name: &str) -> &'a keel_sim::Verdict {
-    summary
-        .invariants
-        .iter()
-        .find(|v| v.name == name)
-        .unwrap_or_else(|| panic!("{} has no verdict {name}", summary.scenario))
 }
 
 /// The number right before `label` in a verdict's detail ("12 terms with a leader").
@@ -168,17 +161,12 @@ fn store_membership_changes_under_load() {
 /// election after the tail's restarts.
 #[test]
 fn store_membership_changes_under_the_nemesis() {
-    let scenario = scenarios::find("store-membership").expect("scenario exists");
     for seed in [1, 2, 15] {
-        let summary = run_scenario(
-            scenario,
+        let summary = run_named(
+            "store-membership",
             seed,
-            scenario.default_duration_ms,
-            None,
-            None,
             Some(FaultChoice::Nemesis(Default::default())),
-        )
-        .expect("run starts");
+        );
         let membership = verdict(&summary, "membership-changed");
         assert!(summary.ok, "seed {seed}: {:#?}", summary.invariants);
         assert!(
@@ -196,17 +184,12 @@ fn store_membership_changes_under_the_nemesis() {
 /// answers were lost.
 #[test]
 fn store_leases_hold_under_the_nemesis() {
-    let scenario = scenarios::find("store-lease").expect("scenario exists");
     for seed in [135, 21, 43] {
-        let summary = run_scenario(
-            scenario,
+        let summary = run_named(
+            "store-lease",
             seed,
-            scenario.default_duration_ms,
-            None,
-            None,
             Some(FaultChoice::Nemesis(Default::default())),
-        )
-        .expect("run starts");
+        );
         assert!(summary.ok, "seed {seed}: {:#?}", summary.invariants);
     }
 }

@@ -1369,6 +1369,26 @@ impl ApiClient {
         outputs
     }
 
+    /// Sends a request again, with the same id, to an endpoint other than the last one
+    /// (when there is another): one more attempt.
+    fn resend_elsewhere(&mut self, out: &mut Out, now: Time, id: u64, inflight: &mut Inflight) {
+        inflight.attempts += 1;
+        inflight.last_sent_at = now;
+        self.stats.retries += 1;
+        let mut to = self.next_endpoint();
+        if to == inflight.to {
+            to = self.next_endpoint();
+        }
+        inflight.to = to.clone();
+        out.push((
+            to,
+            Message::Api(ApiMessage::Request {
+                id,
+                request: inflight.request.clone(),
+            }),
+        ));
+    }
+
     /// Times out requests, retries reads, and keeps informers going; call about every
     /// [`TICK_MS`].
     pub fn on_tick(&mut self, out: &mut Out, now: Time) -> Outputs {
@@ -1385,22 +1405,8 @@ impl ApiClient {
             if let Some(at) = inflight.retry_at {
                 if now >= at {
                     inflight.retry_at = None;
-                    inflight.attempts += 1;
                     inflight.sent_at = now;
-                    inflight.last_sent_at = now;
-                    self.stats.retries += 1;
-                    let mut to = self.next_endpoint();
-                    if to == inflight.to {
-                        to = self.next_endpoint();
-                    }
-                    inflight.to = to.clone();
-                    out.push((
-                        to,
-                        Message::Api(ApiMessage::Request {
-                            id,
-                            request: inflight.request.clone(),
-                        }),
-                    ));
+                    self.resend_elsewhere(out, now, id, &mut inflight);
                 }
                 self.inflight.insert(id, inflight);
                 continue;
@@ -1410,21 +1416,7 @@ impl ApiClient {
                     && inflight.attempts < self.config.read_attempts_max
                     && now.since(inflight.last_sent_at) >= retransmit;
                 if resend {
-                    inflight.attempts += 1;
-                    inflight.last_sent_at = now;
-                    self.stats.retries += 1;
-                    let mut to = self.next_endpoint();
-                    if to == inflight.to {
-                        to = self.next_endpoint();
-                    }
-                    inflight.to = to.clone();
-                    out.push((
-                        to,
-                        Message::Api(ApiMessage::Request {
-                            id,
-                            request: inflight.request.clone(),
-                        }),
-                    ));
+                    self.resend_elsewhere(out, now, id, &mut inflight);
                 }
                 self.inflight.insert(id, inflight);
                 continue;
