@@ -19,8 +19,9 @@ pub enum Message {
     Store(StoreMessage),
     /// The API server: Kubernetes requests, responses and watch events (objects as JSON).
     Api(crate::apiserver::ApiMessage),
-    /// Reports actors emit for the host's invariant checkers and logs
-    /// (`Context::emit`); never sent between actors.
+    /// Observations actors emit for the simulator's invariant checkers and for logs
+    /// (`Context::emit`); never sent between actors, and no host acts on them (what a
+    /// host must act on is a `keel_engine::Control`).
     Report(Report),
 }
 
@@ -32,16 +33,6 @@ pub enum Report {
     Api(crate::apiserver::workload::ApiReport),
     /// A scripted API client's answer to one step (api-semantics checkers).
     ApiScript(crate::apiserver::script::ScriptReport),
-    /// A line for the user (a command-line actor's output); the real host prints it.
-    Output {
-        line: String,
-    },
-    /// A command-line actor has finished: the real host stops and returns `result`
-    /// (JSON text); `ok` false makes the command fail.
-    Done {
-        ok: bool,
-        result: String,
-    },
     /// A lease client's grant, keep-alives and observations of its key.
     Lease(crate::store::lease_workload::LeaseReport),
 }
@@ -64,6 +55,4 @@ pub enum StoreReport {
         voters: Vec<u64>,
         learners: Vec<u64>,
     },
-    /// This member stopped: its data cannot be used.
-    Fatal { id: u64, reason: String },
 }

@@ -82,11 +82,32 @@ pub enum Effect<M> {
     },
     Persist(WriteBatch),
     Sync,
-    /// A report to the host, not to another actor: invariant checkers in the
-    /// simulator see it; the real host logs it at trace level.
+    /// An observation for the host, not for another actor: invariant checkers in the
+    /// simulator see it; the real host logs it at trace level (or prints it as a JSON
+    /// line when asked). No host acts on an observation.
     Emit {
         msg: M,
     },
+    /// A request to the host itself ([`Control`]): both hosts act on it.
+    Control(Control),
+}
+
+/// What an actor asks of its host, as opposed to what it tells other actors. A small
+/// closed set, defined here so that hosts act on engine types and never pattern-match
+/// the domain's message vocabulary.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Control {
+    /// A line for the user: the real host prints it on stdout.
+    Output { line: String },
+    /// A command actor has finished: the real host stops the node and returns `result`
+    /// (JSON text); `ok` false makes the command fail.
+    Done { ok: bool, result: String },
+    /// The actor cannot go on (its data is unusable, say): the real host stops the node
+    /// with the reason rather than let it serve wrongly.
+    Fatal { reason: String },
+    /// The actor holds `role` (e.g. `store-leader`) from `term` on. The simulator's
+    /// "kill the holder of a role" faults pick the machine of the latest claim.
+    Claim { role: String, term: u64 },
 }
 
 /// The actor's window on the world for one input.
@@ -161,6 +182,11 @@ impl<'a, M: Message, T: Serialize + Debug> Context<'a, M, T> {
     /// delivered to any actor.
     pub fn emit(&mut self, msg: M) {
         self.effects.push(Effect::Emit { msg });
+    }
+
+    /// Asks the host to act ([`Control`]): print a line, stop, record a role claim.
+    pub fn control(&mut self, control: Control) {
+        self.effects.push(Effect::Control(control));
     }
 
     /// Read access to this actor's storage (sees its own unsynced writes).

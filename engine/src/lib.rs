@@ -18,17 +18,19 @@ pub mod actor;
 pub mod address;
 pub mod cell;
 pub mod envelope;
+pub mod node;
 pub mod replay;
 pub mod storage;
 pub mod trace;
 
 pub use actor::{
-    Actor, ActorFactory, ActorSpec, Context, DynActor, Effect, Input, RawInput, StartKind, Time,
-    TimerKey,
+    Actor, ActorFactory, ActorSpec, Context, Control, DynActor, Effect, Input, RawInput, StartKind,
+    Time, TimerKey,
 };
 pub use address::{Address, NodeId};
 pub use cell::{ActorCell, Step, TimerFiring};
 pub use envelope::{Envelope, EnvelopeError, Message, WIRE_VERSION};
+pub use node::{Clocks, Disks, NodeLimits, NodeOutput, NodeRuntime, NodeStats, Refused};
 pub use replay::{replay, Divergence, ReplayReport};
 pub use storage::{MemStorage, Storage, StorageError, WriteBatch, WriteOp};
 pub use trace::{

@@ -1,36 +1,37 @@
-//! The actix host: runs one machine's actors as actix actors in one process.
+//! The actix host: runs one machine's node runtime in one process.
 //!
-//! Owns: the process's actix `System`, one actix actor per engine actor (its
-//! [`ActorCell`] and [`SledStorage`]), local routing, the node's sled database, the
-//! trace file, the status line and shutdown. Touches: the network through
-//! [`Transport`], the data directory, the trace file, the clock and the process RNG.
+//! Owns: the process's actix `System`, the machine's [`NodeRuntime`] (every engine actor's
+//! cell, the input queue and the timers — `keel_engine::node`), the actors' storages
+//! ([`SledStorage`] or [`WalStorage`]), the node's sled database, the trace file, the
+//! status line and shutdown. Touches: the network through [`Transport`], the data
+//! directory, the trace file, the clock and the process RNG.
 //!
-//! Everything runs on the actix system's single thread, so the actors, the router and
-//! the trace writer share state through `Rc`/`RefCell` and no step ever runs
+//! Everything runs on the actix system's single thread, so the drive loop, the status
+//! line and shutdown share state through `Rc`/`RefCell` and no step ever runs
 //! concurrently with another.
 //!
 //! Choices a reader might not guess:
-//! * time is the wall clock (`SystemTime` since the Unix epoch, nanoseconds); a clock
-//!   that reads before 1970 gives 0 rather than a panic;
+//! * actors read the wall clock (`SystemTime` since the Unix epoch, nanoseconds; a clock
+//!   that reads before 1970 gives 0 rather than a panic); timers run on the process's
+//!   monotonic clock, so a wall-clock step does not fire them early;
 //! * each actor's RNG seed is the process seed (drawn once from `rand::random`, printed
 //!   and written into the trace header) hashed with the actor's address, so actors of
 //!   one process differ and a trace names the seed every actor got;
-//! * an actor whose sled tree already holds data starts with `StartKind::Restart`;
-//! * local messages go through the destination actor's actix mailbox, bounded at
-//!   `inbox_capacity`; a full mailbox drops the message, like a full send queue on the
-//!   TCP bus (at-most-once everywhere, as in the simulator).
+//! * an actor whose storage already holds data starts with `StartKind::Restart`;
+//! * the runtime's input queue holds at most `transport.inbox_capacity` messages; one
+//!   more is dropped, like a full send queue on the TCP bus (at-most-once everywhere,
+//!   as in the simulator).
 
 use crate::sled_storage::{open_db, SledStorage};
 use crate::transport::{
     BoundListener, Inbox, SendOutcome, Transport, TransportConfig, TransportError, TransportStats,
 };
 use crate::wal_storage::WalStorage;
-use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, MessageResult};
 use keel_actors::{Message, Registry};
 use keel_engine::trace::{StableHasher, TRACE_FORMAT_VERSION};
 use keel_engine::{
-    ActorCell, ActorFactory, ActorSpec, Address, Envelope, NodeId, StartKind, Step, Time,
-    TimerFiring, TraceEvent, TraceHeader, TraceWriter,
+    ActorFactory, ActorSpec, Address, Clocks, Control, Envelope, NodeId, NodeLimits, NodeOutput,
+    NodeRuntime, NodeStats, Refused, StartKind, Time, TraceEvent, TraceHeader, TraceWriter,
 };
 use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
@@ -40,7 +41,7 @@ use std::io::BufWriter;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Accepted status intervals: under 10 ms would flood the log, over a day is a typo.
 const STATUS_INTERVAL_MS_RANGE: (u64, u64) = (10, 86_400_000);
@@ -90,6 +91,15 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
+    /// The node runtime's limits: its input queue holds as many messages as the bus
+    /// inbox (`transport.inbox_capacity`).
+    pub fn limits(&self) -> NodeLimits {
+        NodeLimits {
+            queue_capacity: self.transport.inbox_capacity,
+            ..NodeLimits::default()
+        }
+    }
+
     /// Checks the configuration before anything is opened or bound.
     pub fn validate(&self) -> Result<(), RuntimeError> {
         let invalid = |message: String| Err(RuntimeError::Config(message));
@@ -189,7 +199,8 @@ pub struct NodeReport {
     /// Each actor's final status, by address.
     pub actors: BTreeMap<String, serde_json::Value>,
     pub transport: TransportStats,
-    pub host: HostStats,
+    /// The node runtime's counters (steps, arrivals, local sends, drops).
+    pub host: NodeStats,
     /// The process seed every actor's RNG seed was derived from.
     pub seed: u64,
     /// What stopped the node: "run_for_ms elapsed", "SIGINT" or "SIGTERM".
@@ -207,19 +218,6 @@ pub struct NodeReport {
 pub struct CommandResult {
     pub ok: bool,
     pub result: serde_json::Value,
-}
-
-/// Counters of the host's own routing.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HostStats {
-    /// Messages handed to a local actor's mailbox (from a local actor or the bus).
-    pub delivered_local: u64,
-    /// Messages dropped because the local destination's mailbox was full.
-    pub dropped_mailbox_full: u64,
-    /// Messages for an actor this node does not host.
-    pub dropped_unknown_actor: u64,
-    /// Inputs an actor could not handle (reported by the cell).
-    pub step_errors: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -263,24 +261,29 @@ struct TraceSink {
     writer: Option<TraceWriter<BufWriter<File>>>,
 }
 
-/// What every actor of the node shares (single-threaded: see the module docs).
+/// What the node's driver shares with the status line and shutdown. Everything runs on
+/// the actix system's one thread and no borrow is held across an `.await`.
 struct Shared {
-    node: NodeId,
-    local: BTreeMap<Address, Addr<ActorHost>>,
+    runtime: RefCell<NodeRuntime<Message>>,
+    disks: RefCell<BTreeMap<Address, NodeStorage>>,
     transport: Transport,
     trace: RefCell<Option<TraceSink>>,
-    stats: Cell<HostStats>,
     print_reports: bool,
-    /// Set by the first `Report::Done` an actor emits; wakes `wait_for_stop`.
+    /// The origin of the runtime's monotonic clock.
+    origin: Instant,
+    /// Set at shutdown: the driver handles no input after it.
+    stopped: Cell<bool>,
+    /// Set by the first `Control::Done` or `Control::Fatal`; wakes `wait_for_stop`.
     done: RefCell<Option<CommandResult>>,
     done_signal: Rc<tokio::sync::Notify>,
 }
 
 impl Shared {
-    fn count(&self, bump: impl FnOnce(&mut HostStats)) {
-        let mut stats = self.stats.get();
-        bump(&mut stats);
-        self.stats.set(stats);
+    fn clocks(&self) -> Clocks {
+        Clocks {
+            wall: now(),
+            monotonic_ns: u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        }
     }
 
     fn record(&self, event: &TraceEvent<Message>) {
@@ -296,214 +299,157 @@ impl Shared {
         }
     }
 
-    /// Hands `msg` to a local actor's mailbox, or drops it (counted) if it cannot.
-    fn deliver_local(&self, from: Address, to: &Address, msg: Message) {
-        let Some(addr) = self.local.get(to) else {
-            self.count(|s| s.dropped_unknown_actor += 1);
-            tracing::warn!(%from, %to, "message for an actor this node does not host; dropped");
-            return;
-        };
-        match addr.try_send(Deliver { from, msg }) {
-            Ok(()) => self.count(|s| s.delivered_local += 1),
-            Err(actix::prelude::SendError::Full(_)) => {
-                self.count(|s| s.dropped_mailbox_full += 1);
-                tracing::debug!(%to, "mailbox full; message dropped");
+    /// Hands an envelope from the bus to the runtime (refusals are counted there).
+    fn hand_over(&self, envelope: Envelope<Message>) {
+        let to = envelope.to.clone();
+        match self.runtime.borrow_mut().deliver(envelope) {
+            Ok(()) => {}
+            Err(Refused::UnknownActor(_)) => {
+                tracing::warn!(%to, "message for an actor this node does not host; dropped");
             }
-            // The actor has stopped: the node is shutting down.
-            Err(actix::prelude::SendError::Closed(_)) => {}
+            Err(Refused::QueueFull) => tracing::debug!(%to, "input queue full; message dropped"),
         }
     }
 
-    /// What an actor reports to the host: command output is printed on stdout, a
-    /// command's end stops the node; other reports are for logs only.
-    fn report(&self, from: &Address, msg: &Message) {
-        use keel_actors::message::Report;
-        match msg {
-            Message::Report(Report::Output { line }) => println!("{line}"),
-            Message::Report(Report::Done { ok, result }) => {
-                let result = serde_json::from_str(result)
-                    .unwrap_or(serde_json::Value::String(result.clone()));
-                let mut done = self.done.borrow_mut();
-                if done.is_none() {
-                    *done = Some(CommandResult { ok: *ok, result });
-                    self.done_signal.notify_one();
-                }
+    /// Runs one turn of the runtime and releases its outputs.
+    fn turn(&self) {
+        let clocks = self.clocks();
+        let mut runtime = self.runtime.borrow_mut();
+        runtime.turn(clocks, &mut *self.disks.borrow_mut());
+        while let Some(output) = runtime.poll_output() {
+            self.release(output);
+        }
+    }
+
+    /// Releases one output: onto the bus, to the trace, to the user or the log.
+    fn release(&self, output: NodeOutput<Message>) {
+        match output {
+            NodeOutput::Transmit(envelope) => self.transmit(&envelope),
+            NodeOutput::Trace(event) => self.record(&event),
+            NodeOutput::StepError { actor, error } => {
+                tracing::warn!(%actor, %error, "actor could not handle an input");
             }
-            // A store member that cannot use its data stops the node with the reason,
-            // rather than serve as an empty member.
-            Message::Report(Report::Store(keel_actors::message::StoreReport::Fatal {
-                reason,
-                ..
-            })) => {
-                tracing::error!(actor = %from, %reason, "actor stopped");
-                let mut done = self.done.borrow_mut();
-                if done.is_none() {
-                    *done = Some(CommandResult {
-                        ok: false,
-                        result: serde_json::json!({ "error": format!("{from}: {reason}") }),
-                    });
-                    self.done_signal.notify_one();
-                }
-            }
-            other => {
+            NodeOutput::Control { actor, control } => self.control(&actor, control),
+            NodeOutput::Emitted { actor, msg } => {
                 if self.print_reports {
-                    // One JSON line per report, for tests and tools that watch a node.
-                    if let Ok(line) = serde_json::to_string(other) {
+                    // One JSON line per observation, for tests and tools that watch a node.
+                    if let Ok(line) = serde_json::to_string(&msg) {
                         println!("{line}");
                     }
                 } else {
-                    tracing::trace!(actor = %from, report = ?other, "report");
+                    tracing::trace!(%actor, report = ?msg, "report");
                 }
             }
         }
     }
 
-    /// Releases one send of a step: to a local mailbox or onto the bus.
-    fn route(&self, from: &Address, to: &Address, msg: &Message) {
-        if to.node == self.node {
-            self.deliver_local(from.clone(), to, msg.clone());
-            return;
-        }
-        let envelope = Envelope::new(from.clone(), to.clone(), msg.clone());
-        // The transport counts its own drops; unknown nodes and oversized messages are
-        // configuration or actor bugs worth a warning each time.
-        match self.transport.send(&envelope) {
-            SendOutcome::Queued | SendOutcome::DroppedQueueFull | SendOutcome::Stopped => {}
-            SendOutcome::UnknownNode => {
-                tracing::warn!(%from, %to, "message for a node that is not a configured peer; dropped");
+    /// What an actor asks of the host: output is printed on stdout; a command's end or
+    /// an actor that cannot go on stops the node; a role claim is logged.
+    fn control(&self, from: &Address, control: Control) {
+        let finish = |result: CommandResult| {
+            let mut done = self.done.borrow_mut();
+            if done.is_none() {
+                *done = Some(result);
+                self.done_signal.notify_one();
             }
-            SendOutcome::TooLarge => {
-                tracing::warn!(%from, %to, "message larger than max_frame_bytes; dropped");
+        };
+        match control {
+            Control::Output { line } => println!("{line}"),
+            Control::Done { ok, result } => {
+                let result =
+                    serde_json::from_str(&result).unwrap_or(serde_json::Value::String(result));
+                finish(CommandResult { ok, result });
             }
-        }
-    }
-}
-
-/// A message for a hosted actor.
-struct Deliver {
-    from: Address,
-    msg: Message,
-}
-
-impl actix::Message for Deliver {
-    type Result = ();
-}
-
-/// A zero-delay timer firing, queued behind the inputs already in the mailbox.
-struct FireNow(TimerFiring);
-
-impl actix::Message for FireNow {
-    type Result = ();
-}
-
-impl Handler<FireNow> for ActorHost {
-    type Result = ();
-
-    fn handle(&mut self, fire: FireNow, ctx: &mut Context<Self>) {
-        self.fire(&fire.0, ctx);
-    }
-}
-
-/// Asks a hosted actor for its status JSON.
-struct GetStatus;
-
-impl actix::Message for GetStatus {
-    type Result = serde_json::Value;
-}
-
-/// One engine actor as an actix actor.
-struct ActorHost {
-    cell: ActorCell<Message>,
-    storage: NodeStorage,
-    shared: Rc<Shared>,
-    /// The start step, released once the actix actor runs (when every local mailbox
-    /// exists, so its sends can be routed).
-    pending_start: Option<Step<Message>>,
-}
-
-impl ActorHost {
-    /// After a step: its writes are already in storage, so release its sends, then
-    /// schedule its timers.
-    fn release(&mut self, mut step: Step<Message>, ctx: &mut Context<Self>) {
-        let me = self.cell.address().clone();
-        if let Some(error) = &step.error {
-            self.shared.count(|s| s.step_errors += 1);
-            tracing::warn!(actor = %me, %error, "actor could not handle an input");
-        }
-        if let Some(event) = step.event.take() {
-            self.shared.record(&event);
-        }
-        for effect in &step.effects {
-            match effect {
-                keel_engine::Effect::Send { to, msg } => self.shared.route(&me, to, msg),
-                keel_engine::Effect::Emit { msg } => self.shared.report(&me, msg),
-                _ => {}
-            }
-        }
-        for (firing, after_ms) in step.timers {
-            if after_ms == 0 {
-                // A zero-delay timer means "after the inputs already queued": a message
-                // to ourselves joins the back of the mailbox, where a tokio timer would
-                // wait for the next millisecond tick.
-                ctx.notify(FireNow(firing));
-            } else {
-                ctx.run_later(Duration::from_millis(after_ms), move |host, ctx| {
-                    host.fire(&firing, ctx);
+            // A store member that cannot use its data stops the node with the reason,
+            // rather than serve as an empty member.
+            Control::Fatal { reason } => {
+                tracing::error!(actor = %from, %reason, "actor stopped");
+                finish(CommandResult {
+                    ok: false,
+                    result: serde_json::json!({ "error": format!("{from}: {reason}") }),
                 });
             }
+            Control::Claim { role, term } => tracing::info!(actor = %from, %role, term, "claim"),
         }
     }
 
-    fn fire(&mut self, firing: &TimerFiring, ctx: &mut Context<Self>) {
-        // `None`: the timer was reset or cancelled since; nothing to do.
-        if let Some(step) = self.cell.fire(now(), firing, &mut self.storage) {
-            self.release(step, ctx);
+    fn transmit(&self, envelope: &Envelope<Message>) {
+        // The transport counts its own drops; unknown nodes and oversized messages are
+        // configuration or actor bugs worth a warning each time.
+        match self.transport.send(envelope) {
+            SendOutcome::Queued | SendOutcome::DroppedQueueFull | SendOutcome::Stopped => {}
+            SendOutcome::UnknownNode => {
+                tracing::warn!(from = %envelope.from, to = %envelope.to,
+                    "message for a node that is not a configured peer; dropped");
+            }
+            SendOutcome::TooLarge => {
+                tracing::warn!(from = %envelope.from, to = %envelope.to,
+                    "message larger than max_frame_bytes; dropped");
+            }
         }
     }
 }
 
-impl Actor for ActorHost {
-    type Context = Context<Self>;
+/// Envelopes handed over from the inbox before a turn runs: enough to batch what arrived
+/// together, few enough that timers are not starved behind a flood.
+const MAX_ARRIVALS_PER_TURN: usize = 1024;
 
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        if let Some(step) = self.pending_start.take() {
-            self.release(step, ctx);
+/// The node's drive loop (the crate docs, step 5): hand over what arrived, run a turn,
+/// release its outputs; wait for the next arrival or deadline when idle.
+async fn drive(mut inbox: Inbox, shared: Rc<Shared>) {
+    loop {
+        if shared.stopped.get() {
+            return;
+        }
+        let mut handed = 0;
+        while handed < MAX_ARRIVALS_PER_TURN {
+            match inbox.try_recv() {
+                Ok(envelope) => {
+                    shared.hand_over(envelope);
+                    handed += 1;
+                }
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                // The transport stopped: the node is shutting down.
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => return,
+            }
+        }
+        shared.turn();
+        let (busy, deadline) = {
+            let runtime = shared.runtime.borrow();
+            (runtime.has_queued(), runtime.next_deadline())
+        };
+        if busy || handed == MAX_ARRIVALS_PER_TURN {
+            // More is waiting: let the transport's tasks run, then go on.
+            tokio::task::yield_now().await;
+            continue;
+        }
+        let sleep = async {
+            match deadline {
+                Some(due_ns) => {
+                    let due = shared.origin + Duration::from_nanos(due_ns);
+                    tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            arrived = inbox.recv() => match arrived {
+                Some(envelope) => shared.hand_over(envelope),
+                None => return,
+            },
+            _ = sleep => {}
         }
     }
 }
 
-impl Handler<Deliver> for ActorHost {
-    type Result = ();
-
-    fn handle(&mut self, delivery: Deliver, ctx: &mut Context<Self>) {
-        let step = self
-            .cell
-            .deliver(now(), delivery.from, delivery.msg, &mut self.storage);
-        self.release(step, ctx);
-    }
-}
-
-impl Handler<GetStatus> for ActorHost {
-    type Result = MessageResult<GetStatus>;
-
-    fn handle(&mut self, _: GetStatus, _ctx: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.cell.status())
-    }
-}
-
-/// Stops an actor; used at shutdown so no step runs after storage is flushed.
-struct Stop;
-
-impl actix::Message for Stop {
-    type Result = ();
-}
-
-impl Handler<Stop> for ActorHost {
-    type Result = ();
-
-    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
-        ctx.stop();
-    }
+fn statuses(shared: &Shared) -> BTreeMap<String, serde_json::Value> {
+    shared
+        .runtime
+        .borrow()
+        .statuses()
+        .into_iter()
+        .map(|(address, status)| (address.to_string(), status))
+        .collect()
 }
 
 /// Runs a node until `run_for_ms` elapses or SIGINT/SIGTERM arrives; see the crate docs
@@ -546,13 +492,6 @@ fn open_trace(
     TraceWriter::new(BufWriter::new(file), &header).map_err(trace_error)
 }
 
-/// An actor built and started, not yet running under actix.
-struct StartedActor {
-    cell: ActorCell<Message>,
-    storage: NodeStorage,
-    start: Step<Message>,
-}
-
 async fn run_node_inside_system(config: NodeConfig) -> Result<NodeReport, RuntimeError> {
     let seed: u64 = rand::random();
     tracing::info!(node = %config.node, seed, "starting node");
@@ -572,7 +511,7 @@ async fn run_node_inside_system(config: NodeConfig) -> Result<NodeReport, Runtim
             .flush_every_ms(None),
     )
     .map_err(|e| storage_error(e.to_string()))?;
-    let mut trace = match &config.record {
+    let trace = match &config.record {
         Some(path) => Some(TraceSink {
             path: path.clone(),
             writer: Some(open_trace(path, &config, seed)?),
@@ -620,7 +559,10 @@ async fn run_node_inside_system(config: NodeConfig) -> Result<NodeReport, Runtim
             )));
         }
     }
-    let mut started = Vec::new();
+    let origin = Instant::now();
+    let mut runtime = NodeRuntime::new(config.node.clone(), config.limits(), recording)
+        .map_err(RuntimeError::Config)?;
+    let mut disks = BTreeMap::new();
     for (address, spec) in &config.actors {
         let actor_error = |reason: String| RuntimeError::Actor {
             address: address.clone(),
@@ -633,19 +575,8 @@ async fn run_node_inside_system(config: NodeConfig) -> Result<NodeReport, Runtim
             StorageEngine::Wal => {
                 let dir = config.data_dir.join("wal");
                 std::fs::create_dir_all(&dir).map_err(|e| storage_error(e.to_string()))?;
-                let file: String = address
-                    .to_string()
-                    .chars()
-                    .map(|c| {
-                        if c.is_ascii_alphanumeric() || c == '-' {
-                            c
-                        } else {
-                            '_'
-                        }
-                    })
-                    .collect();
                 NodeStorage::Wal(
-                    WalStorage::open(&dir.join(format!("{file}.wal")), 64 * 1024 * 1024)
+                    WalStorage::open(&dir.join(wal_file(address)), 64 * 1024 * 1024)
                         .map_err(|e| storage_error(e.to_string()))?,
                 )
             }
@@ -659,32 +590,23 @@ async fn run_node_inside_system(config: NodeConfig) -> Result<NodeReport, Runtim
             StartKind::Fresh
         };
         let actor = Registry.build(address, spec).map_err(actor_error)?;
-        let (cell, mut start) = ActorCell::start(
-            address.clone(),
-            spec.clone(),
-            actor,
-            actor_seed(seed, address),
-            kind,
-            now(),
-            &mut storage,
-            recording,
-        );
-        if let (Some(sink), Some(event)) = (trace.as_mut(), start.event.take()) {
-            if let Some(writer) = sink.writer.as_mut() {
-                writer
-                    .write_event(&event)
-                    .map_err(|source| RuntimeError::Trace {
-                        path: sink.path.clone(),
-                        source,
-                    })?;
-            }
-        }
+        let clocks = Clocks {
+            wall: now(),
+            monotonic_ns: u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        };
+        runtime
+            .start_actor(
+                clocks,
+                address.clone(),
+                spec.clone(),
+                actor,
+                actor_seed(seed, address),
+                kind,
+                &mut storage,
+            )
+            .map_err(actor_error)?;
+        disks.insert(address.clone(), storage);
         tracing::info!(actor = %address, kind = ?kind, "actor started");
-        started.push(StartedActor {
-            cell,
-            storage,
-            start,
-        });
     }
 
     let (transport, inbox) = Transport::start(
@@ -700,51 +622,39 @@ async fn run_node_inside_system(config: NodeConfig) -> Result<NodeReport, Runtim
     }
     tracing::info!(node = %config.node, listen = %listen_addr, peers = config.peers.len(), "bus listening");
 
-    // Mailboxes first, so that every actor can route to every other from its first step.
-    let mut contexts = Vec::new();
-    let mut local = BTreeMap::new();
-    for actor in &started {
-        let mut ctx = Context::<ActorHost>::new();
-        ctx.set_mailbox_capacity(config.transport.inbox_capacity);
-        local.insert(actor.cell.address().clone(), ctx.address());
-        contexts.push(ctx);
-    }
     let shared = Rc::new(Shared {
-        node: config.node.clone(),
-        local,
+        runtime: RefCell::new(runtime),
+        disks: RefCell::new(disks),
         transport: transport.clone(),
         trace: RefCell::new(trace),
-        stats: Cell::new(HostStats::default()),
         print_reports: config.print_reports,
+        origin,
+        stopped: Cell::new(false),
         done: RefCell::new(None),
         done_signal: Rc::new(tokio::sync::Notify::new()),
     });
-    for (ctx, actor) in contexts.into_iter().zip(started) {
-        ctx.run(ActorHost {
-            cell: actor.cell,
-            storage: actor.storage,
-            shared: shared.clone(),
-            pending_start: Some(actor.start),
-        });
+    // The starts' outputs (their first sends and reports) leave once the bus is up.
+    {
+        let mut runtime = shared.runtime.borrow_mut();
+        while let Some(output) = runtime.poll_output() {
+            shared.release(output);
+        }
     }
-    actix::spawn(drain_inbox(inbox, shared.clone()));
+    actix::spawn(drive(inbox, shared.clone()));
 
     let stopped_by = wait_for_stop(&config, &shared).await;
     tracing::info!(node = %config.node, reason = stopped_by, "stopping node");
 
-    // Shutdown: final statuses, then no more inputs, then flush storage and the trace.
-    let actors = collect_statuses(&shared).await;
+    // Shutdown: no more inputs, final statuses, then flush storage and the trace.
+    shared.stopped.set(true);
     transport.shutdown();
-    for addr in shared.local.values() {
-        // A full mailbox still takes this message: `send` waits for room.
-        let _ = addr.send(Stop).await;
-    }
+    let actors = statuses(&shared);
     let flushed = db.flush().map_err(|e| storage_error(e.to_string()));
     let mut report = NodeReport {
         node: config.node.clone(),
         actors,
         transport: transport.stats(),
-        host: shared.stats.get(),
+        host: shared.runtime.borrow().stats(),
         seed,
         stopped_by: stopped_by.to_string(),
         trace_events: None,
@@ -765,25 +675,6 @@ async fn run_node_inside_system(config: NodeConfig) -> Result<NodeReport, Runtim
     }
     flushed?;
     Ok(report)
-}
-
-/// Routes envelopes from the bus to local mailboxes until the transport stops.
-async fn drain_inbox(mut inbox: Inbox, shared: Rc<Shared>) {
-    while let Some(envelope) = inbox.recv().await {
-        shared.deliver_local(envelope.from, &envelope.to, envelope.msg);
-    }
-}
-
-async fn collect_statuses(shared: &Shared) -> BTreeMap<String, serde_json::Value> {
-    let mut statuses = BTreeMap::new();
-    for (address, addr) in &shared.local {
-        let status = match addr.send(GetStatus).await {
-            Ok(status) => status,
-            Err(error) => serde_json::Value::String(format!("unavailable: {error}")),
-        };
-        statuses.insert(address.to_string(), status);
-    }
-    statuses
 }
 
 /// Logs the status line every `status_interval_ms` until the node should stop; returns
@@ -825,12 +716,13 @@ async fn wait_for_stop(config: &NodeConfig, shared: &Shared) -> &'static str {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
-            let actors = collect_statuses(shared).await;
+            let actors = statuses(shared);
+            let runtime_stats = shared.runtime.borrow().stats();
             tracing::info!(
                 node = %config.node,
                 actors = %serde_json::Value::from(serde_json::Map::from_iter(actors)),
                 transport = %serde_json::to_value(shared.transport.stats()).unwrap_or_default(),
-                host = %serde_json::to_value(shared.stats.get()).unwrap_or_default(),
+                host = %serde_json::to_value(runtime_stats).unwrap_or_default(),
                 "status"
             );
         }

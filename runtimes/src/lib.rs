@@ -1,5 +1,6 @@
-//! keel-runtimes: the real host. The same actors that run in the simulator run here as
-//! actix actors, with sled for storage, TCP for the bus and the wall clock for time.
+//! keel-runtimes: the real host. The same node runtime that runs in the simulator runs
+//! here on an actix system's thread, with sled for storage, TCP for the bus and the wall
+//! clock for time.
 //!
 //! One process hosts the actors of one machine ([`NodeConfig`]); [`run_node`] drives
 //! them:
@@ -11,12 +12,14 @@
 //!    the actor registry and start its [`keel_engine::ActorCell`] with a seed derived
 //!    from the process seed and its address;
 //! 3. start the [`Transport`]: one outbound task per peer, the accept loop, the inbox;
-//! 4. give every actor an actix mailbox, then run them: each releases its start step;
-//! 5. for each input (a message from a local actor or the bus, or a timer firing that is
-//!    not stale) the actor's cell takes one step; its writes are already in storage
-//!    (synced where it asked), so the host then releases its sends — local ones to the
-//!    destination's mailbox, remote ones to the bus — schedules its timers, and appends
-//!    the step's event to the trace when recording;
+//! 4. start the node runtime's drive loop (`keel_engine::node`, the same runtime the
+//!    simulator drives): hand the runtime what arrived on the bus, run a turn, release
+//!    its outputs — envelopes for other nodes to the transport, trace events to the
+//!    trace file, `Control` requests to the host (print, stop), observations to the log
+//!    — and sleep until the next arrival or the runtime's next deadline. Which input
+//!    runs when (arrivals, local messages, zero-delay and due timers) is the runtime's
+//!    one ordering rule, not this host's;
+//! 5. timers run on the process's monotonic clock; actors read the wall clock;
 //! 6. log a status line every `status_interval_ms`;
 //! 7. on `run_for_ms` or SIGINT/SIGTERM: collect every actor's status, stop the bus and
 //!    the actors, flush the database, finish the trace, and return a [`NodeReport`].
@@ -32,9 +35,7 @@ pub mod sled_storage;
 pub mod transport;
 pub mod wal_storage;
 
-pub use host::{
-    run_node, CommandResult, HostStats, NodeConfig, NodeReport, RuntimeError, StorageEngine,
-};
+pub use host::{run_node, CommandResult, NodeConfig, NodeReport, RuntimeError, StorageEngine};
 pub use sled_storage::SledStorage;
 pub use transport::{
     BoundListener, Handshake, Inbox, SendOutcome, Transport, TransportConfig, TransportError,

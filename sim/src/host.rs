@@ -1,16 +1,18 @@
 //! The madsim host: runs a cluster of actors deterministically.
 //!
-//! Each cluster machine is a madsim node. Its init task starts the machine's actors in
-//! [`ActorCell`]s and then loops:
-//! 1. deliver messages between actors of the same machine (in order, no network);
-//! 2. fire timers that are due (stale firings are dropped by the cell);
-//! 3. deliver datagrams that have arrived;
-//! 4. otherwise sleep until the next timer or arrival, or until woken by a datagram
-//!    sent to it.
+//! Each cluster machine is a madsim node whose init task holds the machine's
+//! [`NodeRuntime`] — the same runtime the real host drives, so the ordering of inputs
+//! (arrivals, local messages, zero-delay and due timers) is the one rule documented in
+//! `keel_engine::node`. The task starts the machine's actors and then loops:
+//! 1. hand the runtime every datagram that is due by now, in due order;
+//! 2. run the runtime's turns until nothing is queued (simulated time stands still);
+//! 3. release the outputs (below);
+//! 4. sleep until the runtime's next deadline or the next arrival, or until woken by a
+//!    datagram sent to it.
 //!
-//! After every step the host records the trace event, reports observations to the
-//! invariant checkers and sends the step's messages: local ones to the local queue,
-//! remote ones onto the host's own network model — per datagram a latency drawn
+//! Releasing the outputs: the host records the trace events, reports observations and
+//! control requests to the invariant checkers, notes role claims (for
+//! `KillStoreLeader`), and puts envelopes for other machines onto its own network model — per datagram a latency drawn
 //! uniformly from the configured range, loss, duplication, and partitions (a message
 //! sent across a cut link is dropped at send). The model replaced madsim's `Endpoint`:
 //! every madsim send and receive sleeps a random few microseconds, and a madsim sleep
@@ -30,13 +32,14 @@ use crate::faults::{Fault, FaultSchedule};
 use crate::invariant::{Invariant, Observation, Verdict, World};
 use keel_actors::{Message, Registry};
 use keel_engine::{
-    ActorCell, ActorFactory, ActorSpec, Address, Envelope, MemStorage, NodeId, StartKind, Step,
-    Time, TimerFiring, TraceDigest, TraceHeader, TraceWriter,
+    ActorFactory, ActorSpec, Address, Clocks, Control, Envelope, MemStorage, NodeId, NodeLimits,
+    NodeOutput, NodeRuntime, Refused, StartKind, Time, TraceDigest, TraceEvent, TraceHeader,
+    TraceWriter,
 };
 use madsim::rand::Rng;
 use madsim::runtime::Handle;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::BufWriter;
 use std::net::{IpAddr, Ipv4Addr};
@@ -137,6 +140,10 @@ pub struct RunSummary {
     pub ok: bool,
     pub invariants: Vec<Verdict>,
     pub network: NetStats,
+    /// Each running actor's final status (`Actor::status`), by address; machines down
+    /// at the end have none.
+    #[serde(default)]
+    pub actors: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -166,7 +173,9 @@ struct Shared {
     /// Wakes a running machine's loop when a datagram is on its way to it.
     wakers: BTreeMap<NodeId, futures::channel::mpsc::Sender<()>>,
     inbox_capacity: usize,
-    local_queue_capacity: usize,
+    node_limits: NodeLimits,
+    /// The running machines' node runtimes (a killed machine's is dropped with it).
+    runtimes: BTreeMap<NodeId, NodeRuntime<Message>>,
     digest: TraceDigest,
     recorder: Option<TraceWriter<BufWriter<File>>>,
     record_error: Option<String>,
@@ -177,8 +186,8 @@ struct Shared {
     stats: NetStats,
     duration_ms: u64,
     last_fault_ms: u64,
-    /// The machine that last reported becoming store leader, with its term.
-    store_leader: Option<(u64, NodeId)>,
+    /// The latest claim of each role (`Control::Claim`): its term and machine.
+    claims: BTreeMap<String, (u64, NodeId)>,
     /// Responses to injected requests land here (the simulator is not an actor).
     driver: Address,
 }
@@ -265,8 +274,7 @@ impl Shared {
         }
     }
 
-    fn record(&mut self, step: &Step<Message>) {
-        let Some(event) = &step.event else { return };
+    fn record(&mut self, event: &TraceEvent<Message>) {
         match &mut self.recorder {
             Some(writer) => {
                 if let Err(e) = writer.write_event(event) {
@@ -276,9 +284,6 @@ impl Shared {
             None => {
                 self.digest.add(event);
             }
-        }
-        if let Some(error) = &step.error {
-            self.actor_errors.push(format!("{}: {error}", event.actor));
         }
     }
 
@@ -306,121 +311,147 @@ struct Datagram {
     envelope: Vec<u8>,
 }
 
-/// Per-machine state that lives and dies with the madsim node.
-struct NodeState {
-    node: NodeId,
-    cells: BTreeMap<Address, ActorCell<Message>>,
-    local: VecDeque<(Address, Address, Message)>,
-    /// Due time in ns since the run's start, tie-breaking sequence → actor and firing.
-    timers: BTreeMap<(u64, u64), (Address, TimerFiring)>,
-    timer_seq: u64,
+/// What a machine's loop does with its runtime's outputs: records trace events, reports
+/// observations and control requests to the checkers, notes role claims, and puts
+/// envelopes for other machines on the network model.
+fn release_outputs(shared: &mut Shared, node: &NodeId, runtime: &mut NodeRuntime<Message>) {
+    let now_ns = shared.now_ns();
+    while let Some(output) = runtime.poll_output() {
+        match output {
+            NodeOutput::Trace(event) => shared.record(&event),
+            NodeOutput::StepError { actor, error } => {
+                shared.actor_errors.push(format!("{actor}: {error}"));
+            }
+            NodeOutput::Emitted { actor, msg } => {
+                let at_ms = shared.now_ms();
+                shared.observe(Observation::Emitted {
+                    at_ms,
+                    at_ns: now_ns,
+                    actor: &actor,
+                    msg: &msg,
+                });
+            }
+            NodeOutput::Control { actor, control } => {
+                if let Control::Claim { role, term } = &control {
+                    let latest = shared.claims.get(role).map(|(t, _)| *t);
+                    if latest.is_none_or(|t| *term >= t) {
+                        shared.claims.insert(role.clone(), (*term, node.clone()));
+                    }
+                }
+                let at_ms = shared.now_ms();
+                shared.observe(Observation::Control {
+                    at_ms,
+                    actor: &actor,
+                    control: &control,
+                });
+            }
+            NodeOutput::Transmit(envelope) => shared.send_remote(node, envelope),
+        }
+    }
 }
 
-impl NodeState {
-    /// Records a step, reports it and routes its messages; returns remote datagrams.
-    fn after_step(&mut self, shared: &mut Shared, from: &Address, step: Step<Message>) {
-        shared.record(&step);
-        let now_ns = shared
-            .start
-            .map(|s| s.elapsed().as_nanos() as u64)
-            .unwrap_or(0);
-        for (firing, after_ms) in step.timers {
-            self.timer_seq += 1;
-            let due = now_ns + after_ms * 1_000_000;
-            self.timers
-                .insert((due, self.timer_seq), (from.clone(), firing));
+impl Shared {
+    /// Sends an envelope to another machine through the network model: observed, cut
+    /// by a standing partition, or put on the wire (twice with the duplication rate).
+    fn send_remote(&mut self, node: &NodeId, envelope: Envelope<Message>) {
+        self.next_message_id += 1;
+        let id = self.next_message_id;
+        let to_node = envelope.to.node.clone();
+        let cut = self.cut.contains(&(node.clone(), to_node.clone()));
+        self.stats.sent += 1;
+        if cut {
+            self.stats.cut_by_partition += 1;
         }
-        for effect in step.effects {
-            let (to, msg) = match effect {
-                keel_engine::Effect::Send { to, msg } => (to, msg),
-                keel_engine::Effect::Emit { msg } => {
-                    let at_ms = shared.now_ms();
-                    if let Message::Report(keel_actors::message::Report::Store(
-                        keel_actors::message::StoreReport::Leader { term, .. },
-                    )) = &msg
-                    {
-                        if shared.store_leader.as_ref().is_none_or(|(t, _)| term >= t) {
-                            shared.store_leader = Some((*term, self.node.clone()));
-                        }
-                    }
-                    shared.observe(Observation::Emitted {
-                        at_ms,
-                        at_ns: now_ns,
-                        actor: from,
-                        msg: &msg,
-                    });
-                    continue;
-                }
-                _ => continue,
-            };
-            if to.node == self.node {
-                if self.local.len() >= shared.local_queue_capacity {
-                    shared.stats.local_overflow += 1;
-                } else {
-                    self.local.push_back((from.clone(), to, msg));
-                }
-                continue;
-            }
-            shared.next_message_id += 1;
-            let id = shared.next_message_id;
-            let cut = shared.cut.contains(&(self.node.clone(), to.node.clone()));
-            shared.stats.sent += 1;
-            if cut {
-                shared.stats.cut_by_partition += 1;
-            }
-            let at_ms = shared.now_ms();
-            shared.observe(Observation::Sent {
-                id,
-                at_ms,
-                from,
-                to: &to,
-                msg: &msg,
-                cut,
-            });
-            if cut {
-                // A partition cuts what is sent while it stands.
-                continue;
-            }
-            let node = to.node.clone();
-            let envelope = Envelope::new(from.clone(), to, msg).encode();
-            let bytes = bincode::serialize(&Datagram { id, envelope })
-                .expect("datagram serialization is infallible");
-            let duplicate = shared.duplicate_rate > 0.0
-                && madsim::rand::thread_rng().gen_bool(shared.duplicate_rate);
-            if duplicate {
-                shared.stats.duplicated += 1;
-            }
-            shared.transmit(&node, id, bytes, if duplicate { 2 } else { 1 });
+        let at_ms = self.now_ms();
+        self.observe(Observation::Sent {
+            id,
+            at_ms,
+            from: &envelope.from,
+            to: &envelope.to,
+            msg: &envelope.msg,
+            cut,
+        });
+        if cut {
+            // A partition cuts what is sent while it stands.
+            return;
+        }
+        let bytes = bincode::serialize(&Datagram {
+            id,
+            envelope: envelope.encode(),
+        })
+        .expect("datagram serialization is infallible");
+        let duplicate =
+            self.duplicate_rate > 0.0 && madsim::rand::thread_rng().gen_bool(self.duplicate_rate);
+        if duplicate {
+            self.stats.duplicated += 1;
+        }
+        self.transmit(&to_node, id, bytes, if duplicate { 2 } else { 1 });
+    }
+
+    /// The clocks of `node`'s runtime: its (possibly skewed) wall clock, and simulated
+    /// nanoseconds since the start as its monotonic clock.
+    fn clocks(&self, node: &NodeId) -> Clocks {
+        Clocks {
+            wall: self.actor_time(node),
+            monotonic_ns: self.now_ns(),
         }
     }
 
-    fn deliver(
-        &mut self,
-        shared: &mut Shared,
-        from: Address,
-        to: Address,
-        msg: Message,
-        id: Option<u64>,
-    ) {
-        let now = shared.actor_time(&self.node);
-        let Some(cell) = self.cells.get_mut(&to) else {
-            shared.stats.undeliverable += 1;
-            return;
-        };
-        if let Some(id) = id {
-            shared.stats.delivered += 1;
-            let at_ms = shared.now_ms();
-            shared.observe(Observation::Delivered {
-                id,
-                at_ms,
-                from: &from,
-                to: &to,
-                msg: &msg,
+    /// Hands `node`'s runtime every datagram due by now, in due order.
+    fn hand_over_arrivals(&mut self, node: &NodeId, runtime: &mut NodeRuntime<Message>) {
+        let now_ns = self.now_ns();
+        loop {
+            let arrival = self.in_flight.get_mut(node).and_then(|queue| {
+                let (&(due, key), _) = queue.first_key_value()?;
+                if due <= now_ns {
+                    queue.remove(&(due, key))
+                } else {
+                    None
+                }
             });
+            let Some(bytes) = arrival else { return };
+            let Ok(datagram) = bincode::deserialize::<Datagram>(&bytes) else {
+                continue;
+            };
+            let Ok(envelope) = Envelope::<Message>::decode(&datagram.envelope, usize::MAX) else {
+                continue;
+            };
+            let (from, to, msg) = (
+                envelope.from.clone(),
+                envelope.to.clone(),
+                envelope.msg.clone(),
+            );
+            match runtime.deliver(envelope) {
+                Ok(()) => {
+                    self.stats.delivered += 1;
+                    let at_ms = self.now_ms();
+                    self.observe(Observation::Delivered {
+                        id: datagram.id,
+                        at_ms,
+                        from: &from,
+                        to: &to,
+                        msg: &msg,
+                    });
+                }
+                Err(Refused::UnknownActor(_)) => self.stats.undeliverable += 1,
+                Err(Refused::QueueFull) => self.stats.inbox_overflow += 1,
+            }
         }
-        let disk = shared.disks.entry(to.clone()).or_default();
-        let step = cell.deliver(now, from, msg, disk);
-        self.after_step(shared, &to, step);
+    }
+
+    /// Runs turns of `node`'s runtime until nothing is queued, releasing each turn's
+    /// outputs. Simulated time does not move meanwhile (no await in between).
+    fn run_turns(&mut self, node: &NodeId, runtime: &mut NodeRuntime<Message>) {
+        loop {
+            let clocks = self.clocks(node);
+            let before = runtime.stats().dropped_queue_full;
+            runtime.turn(clocks, &mut self.disks);
+            self.stats.local_overflow += runtime.stats().dropped_queue_full - before;
+            release_outputs(self, node, runtime);
+            if !runtime.has_queued() {
+                return;
+            }
+        }
     }
 }
 
@@ -442,15 +473,11 @@ async fn machine_main(shared: Arc<Mutex<Shared>>, node: NodeId) {
         (s.machines[&node].clone(), kind, rx)
     };
 
-    let mut state = NodeState {
-        node: node.clone(),
-        cells: BTreeMap::new(),
-        local: VecDeque::new(),
-        timers: BTreeMap::new(),
-        timer_seq: 0,
-    };
     {
         let mut s = lock(&shared);
+        // The limits were validated with the network configuration before the run.
+        let mut runtime = NodeRuntime::new(node.clone(), s.node_limits.clone(), true)
+            .expect("node limits are validated before the run");
         for (address, spec) in &machine.actors {
             let actor = match Registry.build(address, spec) {
                 Ok(a) => a,
@@ -460,90 +487,56 @@ async fn machine_main(shared: Arc<Mutex<Shared>>, node: NodeId) {
                 }
             };
             let seed: u64 = madsim::rand::thread_rng().gen();
-            let now = s.actor_time(&node);
+            let clocks = s.clocks(&node);
             let disk = s.disks.entry(address.clone()).or_default();
-            let (cell, step) = ActorCell::start(
+            if let Err(e) = runtime.start_actor(
+                clocks,
                 address.clone(),
                 spec.clone(),
                 actor,
                 seed,
                 kind,
-                now,
                 disk,
-                true,
-            );
-            state.cells.insert(address.clone(), cell);
+            ) {
+                s.actor_errors.push(format!("{address}: {e}"));
+                continue;
+            }
             let at_ms = s.now_ms();
             s.observe(Observation::Started {
                 at_ms,
                 actor: address,
                 kind,
             });
-            state.after_step(&mut s, address, step);
+            release_outputs(&mut s, &node, &mut runtime);
         }
+        s.runtimes.insert(node.clone(), runtime);
     }
 
     use futures::StreamExt;
     loop {
-        if let Some((from, to, msg)) = state.local.pop_front() {
-            let mut s = lock(&shared);
-            state.deliver(&mut s, from, to, msg, None);
-            continue;
-        }
         let wait_ns = {
             let mut s = lock(&shared);
+            let Some(mut runtime) = s.runtimes.remove(&node) else {
+                // Killed: the fault removed this incarnation's runtime.
+                return;
+            };
+            s.hand_over_arrivals(&node, &mut runtime);
+            s.run_turns(&node, &mut runtime);
             let now_ns = s.now_ns();
-            if let Some((&(due, seq), _)) = state.timers.first_key_value() {
-                if due <= now_ns {
-                    let (address, firing) =
-                        state.timers.remove(&(due, seq)).expect("first key exists");
-                    let now = s.actor_time(&node);
-                    if let Some(cell) = state.cells.get_mut(&address) {
-                        let disk = s.disks.entry(address.clone()).or_default();
-                        if let Some(step) = cell.fire(now, &firing, disk) {
-                            state.after_step(&mut s, &address, step);
-                        }
-                    }
-                    continue;
-                }
-            }
-            let arrival = s.in_flight.get_mut(&node).and_then(|queue| {
-                let (&(due, key), _) = queue.first_key_value()?;
-                if due <= now_ns {
-                    queue.remove(&(due, key))
-                } else {
-                    None
-                }
-            });
-            if let Some(bytes) = arrival {
-                let Ok(datagram) = bincode::deserialize::<Datagram>(&bytes) else {
-                    continue;
-                };
-                let Ok(envelope) = Envelope::<Message>::decode(&datagram.envelope, usize::MAX)
-                else {
-                    continue;
-                };
-                state.deliver(
-                    &mut s,
-                    envelope.from,
-                    envelope.to,
-                    envelope.msg,
-                    Some(datagram.id),
-                );
-                continue;
-            }
-            let next_timer = state.timers.first_key_value().map(|(&(due, _), _)| due);
             let next_arrival = s
                 .in_flight
                 .get(&node)
                 .and_then(|q| q.first_key_value())
                 .map(|(&(due, _), _)| due);
-            next_timer
+            let wait_ns = runtime
+                .next_deadline()
                 .into_iter()
                 .chain(next_arrival)
                 .min()
                 .map(|due| due.saturating_sub(now_ns))
-                .unwrap_or(3_600_000_000_000)
+                .unwrap_or(3_600_000_000_000);
+            s.runtimes.insert(node.clone(), runtime);
+            wait_ns
         };
         // A datagram sent to this machine meanwhile wakes it early.
         if let Ok(None) = madsim::time::timeout(Duration::from_nanos(wait_ns), wake.next()).await {
@@ -588,6 +581,8 @@ fn apply_fault(
             lost += disk.crash(surviving) as u64;
         }
         s.down.insert(node.clone());
+        // Memory is lost with the machine: its actors, queue and timers.
+        s.runtimes.remove(node);
         // What was on its way to the machine is lost with it.
         s.in_flight.remove(node);
         s.wakers.remove(node);
@@ -619,7 +614,8 @@ fn apply_fault(
         }
         Fault::Heal => s.cut.clear(),
         Fault::KillStoreLeader => {
-            if let Some((_, leader)) = s.store_leader.clone() {
+            let claim = s.claims.get(keel_actors::store::LEADER_ROLE).cloned();
+            if let Some((_, leader)) = claim {
                 if !s.down.contains(&leader) {
                     handle.kill(ids[&leader]);
                     crash(&mut s, &leader);
@@ -794,7 +790,15 @@ pub fn run(config: SimConfig) -> Result<RunSummary, SimError> {
         in_flight: BTreeMap::new(),
         wakers: BTreeMap::new(),
         inbox_capacity: config.network.inbox_capacity,
-        local_queue_capacity: config.network.local_queue_capacity,
+        // One input per turn: the host releases each step's outputs before the next
+        // step runs, so checkers observe a send with the disks as that step left them
+        // (acks-durable reads them). Simulated time stands still across the turns of one
+        // wake-up, so the order of inputs is the runtime's rule all the same.
+        node_limits: NodeLimits {
+            queue_capacity: config.network.local_queue_capacity,
+            max_steps_per_turn: 1,
+        },
+        runtimes: BTreeMap::new(),
         digest: TraceDigest::default(),
         recorder,
         record_error: None,
@@ -805,7 +809,7 @@ pub fn run(config: SimConfig) -> Result<RunSummary, SimError> {
         stats: NetStats::default(),
         duration_ms: config.duration_ms,
         last_fault_ms: config.faults.last_fault_ms(),
-        store_leader: None,
+        claims: BTreeMap::new(),
         driver: Address::new("sim", "driver", 0),
     }));
 
@@ -919,5 +923,11 @@ pub fn run(config: SimConfig) -> Result<RunSummary, SimError> {
         ok: verdicts.iter().all(|v| v.ok),
         invariants: verdicts,
         network: s.stats.clone(),
+        actors: s
+            .runtimes
+            .values()
+            .flat_map(|runtime| runtime.statuses())
+            .map(|(address, status)| (address.to_string(), status))
+            .collect(),
     })
 }

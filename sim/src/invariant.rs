@@ -6,7 +6,7 @@
 
 use crate::faults::Fault;
 use keel_actors::Message;
-use keel_engine::{Address, MemStorage, NodeId, StartKind};
+use keel_engine::{Address, Control, MemStorage, NodeId, StartKind};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -39,13 +39,20 @@ pub enum Observation<'a> {
     },
     /// A fault was applied.
     Fault { at_ms: u64, fault: &'a Fault },
-    /// An actor reported something to the host (`Context::emit`).
+    /// An actor emitted an observation (`Context::emit`).
     Emitted {
         at_ms: u64,
         /// Simulated nanoseconds since the start (for linearizability histories).
         at_ns: u64,
         actor: &'a Address,
         msg: &'a Message,
+    },
+    /// An actor asked its host to act (`Context::control`): output, done, fatal, a
+    /// role claim.
+    Control {
+        at_ms: u64,
+        actor: &'a Address,
+        control: &'a Control,
     },
     /// A machine lost power; its disks lost this many unsynced batches.
     Crashed {

@@ -307,7 +307,9 @@ mod tests {
             fault: Fault::Inject {
                 to: Address::new("s1", "store", 0),
                 msg: Box::new(keel_actors::Message::Report(
-                    keel_actors::message::Report::Output { line: "x".into() },
+                    keel_actors::message::Report::Store(
+                        keel_actors::message::StoreReport::Leader { term: 1, id: 1 },
+                    ),
                 )),
             },
         };

@@ -18,7 +18,7 @@ use keel_actors::apiserver::bench::{ApiBenchConfig, KIND as CRUD_KIND};
 use keel_actors::apiserver::fanout::{FanoutConfig, FanoutRound, KIND as FANOUT_KIND};
 use keel_actors::store::bench::PhaseResult;
 use keel_actors::store::StoreConfig;
-use keel_engine::{ActorSpec, Address, NodeId};
+use keel_engine::{ActorSpec, Address, Control, NodeId};
 use keel_runtimes::{run_node, NodeConfig, TransportConfig};
 use keel_sim::{Invariant, Machine, NetworkConfig, Observation, SimConfig, World};
 use serde::Serialize;
@@ -409,18 +409,12 @@ impl Invariant for Collector {
         "bench-finished"
     }
     fn observe(&mut self, observation: &Observation<'_>, _world: &World<'_>) -> Result<(), String> {
-        use keel_actors::message::Report;
-        use keel_actors::Message;
-        if let Observation::Emitted {
-            msg: Message::Report(report),
-            ..
-        } = observation
-        {
-            match report {
-                Report::Done { result, .. } => {
+        if let Observation::Control { control, .. } = observation {
+            match control {
+                Control::Done { result, .. } => {
                     *self.result.lock().unwrap_or_else(|p| p.into_inner()) = Some(result.clone());
                 }
-                Report::Output { line } => progress(line),
+                Control::Output { line } => progress(line),
                 _ => {}
             }
         }

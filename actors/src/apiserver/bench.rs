@@ -3,9 +3,9 @@
 //! reports every latency (the command computes hdrhistogram percentiles).
 
 use super::messages::{ApiMessage, ApiRequest, ListOptions, Verb};
-use crate::message::{Message, Report};
+use crate::message::Message;
 use crate::store::bench::PhaseResult;
-use keel_engine::{Actor, Address, Context, Input, Time};
+use keel_engine::{Actor, Address, Context, Control, Input, Time};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -158,10 +158,10 @@ impl ApiBench {
                     )
                 })
                 .collect();
-            ctx.emit(Message::Report(Report::Done {
+            ctx.control(Control::Done {
                 ok: true,
                 result: serde_json::Value::Object(result).to_string(),
-            }));
+            });
             return;
         }
         self.phase = Some(next);

@@ -11,8 +11,8 @@
 
 use super::client::ResourceRef;
 use super::messages::{ApiMessage, EventType, ListOptions, Verb};
-use crate::message::{Message, Report};
-use keel_engine::{Actor, Address, Context, Input, Time};
+use crate::message::Message;
+use keel_engine::{Actor, Address, Context, Control, Input, Time};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -199,12 +199,12 @@ impl FanoutBench {
             );
             self.watches.insert(id, Watch { seq: 0, open: true });
         }
-        ctx.emit(Message::Report(Report::Output {
+        ctx.control(Control::Output {
             line: format!(
                 "fan-out: {want} watchers, {} writes/s for {} ms",
                 self.config.rate_per_s, self.config.round_ms
             ),
-        }));
+        });
         self.stage = Stage::Settling;
         ctx.set_timer(
             FanoutTimer::Stage,
@@ -247,7 +247,7 @@ impl FanoutBench {
                 .unwrap_or(u64::MAX)
         };
         let over = round.p99_us > self.config.threshold_ms * 1000 || round.cut_off > 0;
-        ctx.emit(Message::Report(Report::Output {
+        ctx.control(Control::Output {
             line: format!(
                 "fan-out: {} watchers: {} of {} events delivered, p99 {:.1} ms (writes: max {:.1} ms){}",
                 round.watchers,
@@ -261,7 +261,7 @@ impl FanoutBench {
                     String::new()
                 }
             ),
-        }));
+        });
         self.rounds.push(round);
         self.sent_at.clear();
         self.early.clear();
@@ -269,11 +269,11 @@ impl FanoutBench {
         self.seen = 0;
         if over || self.step + 1 >= self.config.steps.len() {
             self.stage = Stage::Done;
-            ctx.emit(Message::Report(Report::Done {
+            ctx.control(Control::Done {
                 ok: true,
                 result: json!({ "rate_per_s": self.config.rate_per_s, "threshold_ms": self.config.threshold_ms,
                                 "rounds": self.rounds }).to_string(),
-            }));
+            });
             for (id, w) in &self.watches {
                 if w.open {
                     ctx.send(

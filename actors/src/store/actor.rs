@@ -32,7 +32,7 @@ use super::types::{
     TxnRequest,
 };
 use crate::message::{Message, Report, StoreReport};
-use keel_engine::{Actor, Address, Context, Input, Time, WriteBatch};
+use keel_engine::{Actor, Address, Context, Control, Input, Time, WriteBatch};
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, EntryType};
 use raft::{ProgressState, RawNode, SnapshotStatus, StateRole};
@@ -41,6 +41,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 pub const KIND: &str = "store";
+/// The role a member claims from its host (`Control::Claim`) when it becomes leader; the
+/// simulator's `KillStoreLeader` fault kills the machine of the latest claim.
+pub const LEADER_ROLE: &str = "store-leader";
 
 const KEY_META: &[u8] = b"raft/meta";
 const META_MAGIC: &str = "keel-store-v1";
@@ -179,6 +182,13 @@ pub struct Store {
     /// Counters for the status line (how well batching works).
     readies: u64,
     syncs: u64,
+    /// Proposals made since the last flush, and the most one flush has carried: more
+    /// than one shows that proposals arriving together are batched into one Ready (and
+    /// one fsync), which real-mode throughput relies on.
+    proposals_since_flush: u64,
+    max_proposals_per_flush: u64,
+    /// Flushes that carried more than one proposal.
+    batched_flushes: u64,
     /// The session of the request being handled (0: none).
     current_session: u64,
     logger: slog::Logger,
@@ -239,6 +249,9 @@ impl Store {
             ticks: 0,
             removed: false,
             flush_scheduled: false,
+            proposals_since_flush: 0,
+            max_proposals_per_flush: 0,
+            batched_flushes: 0,
             readies: 0,
             syncs: 0,
             current_session: 0,
@@ -259,10 +272,9 @@ impl Store {
     fn on_start(&mut self, ctx: &mut Ctx<'_>) {
         ctx.set_timer(StoreTimer::Tick, self.tick_duration());
         if let Err(reason) = self.recover(ctx) {
-            ctx.emit(Message::Report(Report::Store(StoreReport::Fatal {
-                id: self.config.id,
-                reason: reason.clone(),
-            })));
+            ctx.control(Control::Fatal {
+                reason: format!("member {}: {reason}", self.config.id),
+            });
             self.fatal = Some(reason);
             return;
         }
@@ -471,6 +483,10 @@ impl Store {
         let was_leader = self.observed.1 == StateRole::Leader;
         self.observed = now_role;
         if now_role.1 == StateRole::Leader {
+            ctx.control(Control::Claim {
+                role: LEADER_ROLE.into(),
+                term: now_role.0,
+            });
             ctx.emit(Message::Report(Report::Store(StoreReport::Leader {
                 term: now_role.0,
                 id: self.config.id,
@@ -615,7 +631,11 @@ impl Store {
         self.syncs += 1;
         if let Err(e) = ctx.persist(batch).and_then(|_| ctx.sync()) {
             // A member that cannot persist must not acknowledge anything: stop.
-            self.fatal = Some(format!("storage failed: {e}"));
+            let reason = format!("storage failed: {e}");
+            ctx.control(Control::Fatal {
+                reason: format!("member {}: {reason}", self.config.id),
+            });
+            self.fatal = Some(reason);
             return false;
         }
         true
@@ -1271,6 +1291,7 @@ impl Store {
         };
         match raft.propose(Vec::new(), data) {
             Ok(()) => {
+                self.proposals_since_flush += 1;
                 self.pending_writes
                     .insert(proposal.seq, PendingWrite { client });
                 true
@@ -1834,6 +1855,11 @@ impl Actor for Store {
             Input::Timer(StoreTimer::Tick) => self.on_tick(ctx),
             Input::Timer(StoreTimer::Flush) => {
                 self.flush_scheduled = false;
+                let proposals = std::mem::take(&mut self.proposals_since_flush);
+                self.max_proposals_per_flush = self.max_proposals_per_flush.max(proposals);
+                if proposals > 1 {
+                    self.batched_flushes += 1;
+                }
                 self.handle_ready(ctx);
             }
             Input::Message { from, msg } => match msg {
@@ -1884,6 +1910,8 @@ impl Actor for Store {
             "members": status.members.len(),
             "readies": self.readies,
             "syncs": self.syncs,
+            "max_proposals_per_flush": self.max_proposals_per_flush,
+            "batched_flushes": self.batched_flushes,
             "fatal": self.fatal,
         })
     }

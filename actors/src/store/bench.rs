@@ -8,8 +8,8 @@
 use super::client::{ClientConfig, StoreClient};
 use super::messages::{StoreMessage, StoreRequest};
 use super::types::{PutRequest, RangeRequest};
-use crate::message::{Message, Report};
-use keel_engine::{Actor, Address, Context, Input, Time};
+use crate::message::Message;
+use keel_engine::{Actor, Address, Context, Control, Input, Time};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -45,7 +45,7 @@ enum Phase {
     Done,
 }
 
-/// One phase's measurements, reported in `Report::Done`.
+/// One phase's measurements, reported in `Control::Done`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PhaseResult {
     pub ops: u64,
@@ -147,10 +147,10 @@ impl Bench {
         self.started.clear();
         if next == Phase::Done {
             let result = serde_json::json!({ "put": self.put, "range": self.range });
-            ctx.emit(Message::Report(Report::Done {
+            ctx.control(Control::Done {
                 ok: true,
                 result: result.to_string(),
-            }));
+            });
         } else {
             ctx.set_timer(BenchTimer::Phase, Duration::from_millis(after));
         }

@@ -1,15 +1,15 @@
 //! The actor behind `keel store put|get|del|watch|member …|status`: one request (or
 //! one watch) through the client library, its outcome reported to the host.
 //!
-//! It prints with `Report::Output` and finishes with `Report::Done`; the real host
+//! It prints with `Control::Output` and finishes with `Control::Done`; the real host
 //! prints the lines and stops when it is done. Retries, redirects to the leader and
 //! ambiguous outcomes are the client library's (see [`super::client`]).
 
 use super::client::{ClientConfig, StoreClient, WatchOutput};
 use super::messages::{MemberStatus, StoreMessage, StoreRequest, StoreResponse, WatchCreate};
 use super::types::{EventType, KeyValue, StoreError};
-use crate::message::{Message, Report};
-use keel_engine::{Actor, Address, Context, Input};
+use crate::message::Message;
+use keel_engine::{Actor, Address, Context, Control, Input};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -76,7 +76,7 @@ impl StoreCli {
 
     fn output(&self, ctx: &mut Context<'_, Message, CliTimer>, line: String) {
         if !self.config.quiet {
-            ctx.emit(Message::Report(Report::Output { line }));
+            ctx.control(Control::Output { line });
         }
     }
 
@@ -90,10 +90,10 @@ impl StoreCli {
             return;
         }
         self.done = true;
-        ctx.emit(Message::Report(Report::Done {
+        ctx.control(Control::Done {
             ok,
             result: result.to_string(),
-        }));
+        });
     }
 
     fn fail(&mut self, ctx: &mut Context<'_, Message, CliTimer>, error: &StoreError) {

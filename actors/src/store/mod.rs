@@ -26,7 +26,7 @@ pub mod raft_log;
 pub mod types;
 pub mod workload;
 
-pub use actor::{Store, KIND};
+pub use actor::{Store, KIND, LEADER_ROLE};
 pub use config::StoreConfig;
 pub use messages::{
     Member, MemberStatus, StoreMessage, StoreRequest, StoreResponse, WatchCreate, WatchEvents,

@@ -22,7 +22,7 @@ use keel_actors::message::{Report, StoreReport};
 use keel_actors::store::workload::{KvOp, KvOutcome, WorkloadConfig, WorkloadReport, KEY_PREFIX};
 use keel_actors::store::{StoreConfig, StoreMessage, StoreRequest};
 use keel_actors::Message;
-use keel_engine::{ActorSpec, Address};
+use keel_engine::{ActorSpec, Address, Control};
 use std::collections::{BTreeMap, BTreeSet};
 
 pub fn store_address(index: u64) -> Address {
@@ -498,10 +498,11 @@ impl Invariant for AppliedStateAgrees {
                 }
                 Ok(())
             }
-            Observation::Emitted {
-                msg: Message::Report(Report::Store(StoreReport::Fatal { id, reason })),
+            Observation::Control {
+                control: Control::Fatal { reason },
+                actor,
                 ..
-            } => Err(format!("member {id} stopped: {reason}")),
+            } => Err(format!("{actor} stopped: {reason}")),
             _ => Ok(()),
         }
     }
