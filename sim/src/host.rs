@@ -201,12 +201,14 @@ impl Shared {
 
     /// Puts a datagram on the wire to `to`: dropped with the loss rate or when `to` is
     /// down or its inbox is full, otherwise due after a random latency (twice, with
-    /// the duplication rate), and `to` is woken.
-    fn transmit(&mut self, to: &NodeId, id: u64, mut bytes: Vec<u8>, copies: u32) {
+    /// the duplication rate), and `to` is woken. Returns how many copies are on their
+    /// way, `None` when `to` is down or unknown.
+    fn transmit(&mut self, to: &NodeId, id: u64, mut bytes: Vec<u8>, copies: u32) -> Option<u32> {
         if self.down.contains(to) || !self.machines.contains_key(to) {
             self.stats.undeliverable += 1;
-            return;
+            return None;
         }
+        let mut queued = 0;
         let now_ns = self.now_ns();
         let (min, max) = self.latency_ns;
         for copy in 0..copies {
@@ -232,10 +234,12 @@ impl Shared {
                 bytes.clone()
             };
             queue.insert((now_ns + latency, id * 2 + copy as u64), payload);
+            queued += 1;
         }
         if let Some(waker) = self.wakers.get_mut(to) {
             let _ = waker.try_send(());
         }
+        Some(queued)
     }
 
     fn now_ms(&self) -> u64 {
@@ -385,7 +389,18 @@ impl Shared {
         if duplicate {
             self.stats.duplicated += 1;
         }
-        self.transmit(&to_node, id, bytes, if duplicate { 2 } else { 1 });
+        let queued = self.transmit(&to_node, id, bytes, if duplicate { 2 } else { 1 });
+        if queued == Some(0) {
+            // Every copy was lost or found the inbox full: the network lost it.
+            let at_ms = self.now_ms();
+            self.observe(Observation::Lost {
+                id,
+                at_ms,
+                from: &envelope.from,
+                to: &envelope.to,
+                msg: &envelope.msg,
+            });
+        }
     }
 
     /// The clocks of `node`'s runtime: its (possibly skewed) wall clock, and simulated
@@ -638,7 +653,7 @@ fn apply_fault(
             let id = s.next_message_id;
             let bytes = bincode::serialize(&Datagram { id, envelope })
                 .expect("datagram serialization is infallible");
-            s.transmit(&to.node, id, bytes, 1);
+            let _ = s.transmit(&to.node, id, bytes, 1);
         }
         Fault::Kill { node } => {
             let id = NodeId::new(node.as_str());

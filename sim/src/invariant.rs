@@ -23,6 +23,16 @@ pub enum Observation<'a> {
         msg: &'a Message,
         cut: bool,
     },
+    /// The network lost a message (the loss rate took every copy, or the destination's
+    /// inbox was full); not for messages cut by a partition or sent to a machine that is
+    /// down, which are faults.
+    Lost {
+        id: u64,
+        at_ms: u64,
+        from: &'a Address,
+        to: &'a Address,
+        msg: &'a Message,
+    },
     /// A message reached its actor.
     Delivered {
         id: u64,

@@ -21,7 +21,7 @@ use crate::host::{Machine, NetworkConfig};
 use crate::invariant::{Invariant, Observation, World};
 use keel_actors::apiserver::balancer::{BalancerConfig, KIND as BALANCER_KIND};
 use keel_actors::apiserver::workload::{ApiReport, ApiWorkloadConfig, KIND as WORKLOAD_KIND};
-use keel_actors::apiserver::{ApiServerConfig, KIND as API_KIND};
+use keel_actors::apiserver::{ApiMessage, ApiServerConfig, KIND as API_KIND};
 use keel_actors::message::Report;
 use keel_actors::store::StoreConfig;
 use keel_actors::Message;
@@ -358,6 +358,14 @@ const STORE_ELECTION_MS: u64 = 3_000;
 /// lost on the lossy network; reads are resent after the client's
 /// `read_retransmit_ms`, so a lost read costs a second, not a timeout.
 ///
+/// The scenario's network stays lossy to the end, so the bound grows with the
+/// evidence: each further write of a writer, or answer to one, that the network lost
+/// after the last fault (`Observation::Lost`; never a partition's cut) adds one request
+/// timeout to that writer's bound — a write is not resent, so a lost update or a lost answer
+/// costs a whole timeout (seen: seed 88 lost a writer's update, its 409 and its next
+/// update after the heal, 10.3 s in all). A writer that stalls with no loss of its own
+/// messages still fails at 9 s.
+///
 /// Not "every writer had its own update applied": under optimistic concurrency a
 /// writer can lose every race for seconds while the others win (seen: writer 1
 /// behind the balancer, a hop slower than writer 3, refused 18 times in a row in seed
@@ -372,6 +380,10 @@ pub struct ApiWritesResume {
     first_answer_ms: BTreeMap<u64, u64>,
     applied_after: BTreeMap<u64, u64>,
     first_applied_ms: Option<u64>,
+    /// Per writer: its writes, or their answers, the network lost after the last fault.
+    lost_after: BTreeMap<u64, u64>,
+    /// Request ids of the writers' writes (to tell a lost answer to a write).
+    write_ids: BTreeSet<u64>,
 }
 
 pub const RESUME_BOUND_MS: u64 = STORE_ELECTION_MS + 2 * WRITER_REQUEST_TIMEOUT_MS;
@@ -382,6 +394,41 @@ impl Invariant for ApiWritesResume {
     }
     fn observe(&mut self, observation: &Observation<'_>, world: &World<'_>) -> Result<(), String> {
         let after = world.now_ms > world.last_fault_ms;
+        match observation {
+            Observation::Sent {
+                from,
+                msg: Message::Api(ApiMessage::Request { id, request }),
+                ..
+            } if from.component == WORKLOAD_KIND && !request.is_read() => {
+                self.write_ids.insert(*id);
+                return Ok(());
+            }
+            Observation::Lost { from, to, msg, .. } => {
+                // A lost read is resent after `read_retransmit_ms`: only a lost write or
+                // a lost answer to one costs a request timeout.
+                let writer = match msg {
+                    Message::Api(ApiMessage::Request { request, .. })
+                        if from.component == WORKLOAD_KIND && !request.is_read() =>
+                    {
+                        Some(from)
+                    }
+                    Message::Api(ApiMessage::Response { id, .. })
+                        if to.component == WORKLOAD_KIND && self.write_ids.contains(id) =>
+                    {
+                        Some(to)
+                    }
+                    _ => None,
+                };
+                if let (Some(writer), true) = (writer, after) {
+                    *self
+                        .lost_after
+                        .entry(u64::from(writer.instance))
+                        .or_default() += 1;
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
         match api_report(observation) {
             Some(ApiReport::Updated { client, .. }) => {
                 self.writers.insert(*client);
@@ -404,6 +451,10 @@ impl Invariant for ApiWritesResume {
     }
     fn finish(&mut self, world: &World<'_>) -> Result<String, String> {
         let deadline = world.last_fault_ms + RESUME_BOUND_MS;
+        let writer_deadline = |writer: &u64| {
+            let losses = self.lost_after.get(writer).copied().unwrap_or(0);
+            deadline + losses.saturating_sub(1) * WRITER_REQUEST_TIMEOUT_MS
+        };
         if world.duration_ms < deadline {
             return Ok(format!(
                 "{} updates; not judged: the run ends less than {RESUME_BOUND_MS} ms after the last fault",
@@ -416,15 +467,21 @@ impl Invariant for ApiWritesResume {
         let late: Vec<String> = self
             .writers
             .iter()
-            .filter(|c| self.first_answer_ms.get(c).is_none_or(|t| *t > deadline))
-            .map(|c| match self.first_answer_ms.get(c) {
-                Some(t) => format!("{c} (first at {t} ms)"),
-                None => format!("{c} (never)"),
+            .filter(|c| {
+                let due = writer_deadline(c);
+                due <= world.duration_ms && self.first_answer_ms.get(c).is_none_or(|t| *t > due)
+            })
+            .map(|c| {
+                let lost = self.lost_after.get(c).copied().unwrap_or(0);
+                match self.first_answer_ms.get(c) {
+                    Some(t) => format!("{c} (first at {t} ms, {lost} of its messages lost)"),
+                    None => format!("{c} (never, {lost} of its messages lost)"),
+                }
             })
             .collect();
         if !late.is_empty() {
             return Err(format!(
-                "writers {} had no update answered within {RESUME_BOUND_MS} ms of the last fault at {} ms",
+                "writers {} had no update answered within {RESUME_BOUND_MS} ms (plus {WRITER_REQUEST_TIMEOUT_MS} ms per further lost message of its own) of the last fault at {} ms",
                 late.join(", "),
                 world.last_fault_ms
             ));
@@ -439,9 +496,10 @@ impl Invariant for ApiWritesResume {
             }
         }
         Ok(format!(
-            "{} updates; every one of {} writers answered within {RESUME_BOUND_MS} ms of the last fault; applied after it per writer: {:?}",
+            "{} updates; every one of {} writers answered within {RESUME_BOUND_MS} ms of the last fault (plus a request timeout per further lost message of its own: {:?}); applied after it per writer: {:?}",
             self.total,
             self.writers.len(),
+            self.lost_after,
             self.applied_after
         ))
     }
