@@ -8,7 +8,7 @@
 #   SWEEP_SEEDS=1..5001 scripts/sweep.sh   # a long sweep (add SWEEP_YES=1 past 10,000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-keel=./target/release/keel
+keel=${KEEL:-./target/release/keel}  # KEEL: another binary (e.g. a copy, so a rebuild does not change it mid-sweep)
 seeds=${SWEEP_SEEDS:-1..101}
 extra=()
 [[ -n "${SWEEP_YES:-}" ]] && extra+=(--yes)
