@@ -10,6 +10,7 @@
 //! 2. [`store`] — keel's etcd: the MVCC state machine (the raft actor is on its way).
 
 pub mod apiserver;
+pub mod client;
 pub mod message;
 pub mod registry;
 pub mod selftest;

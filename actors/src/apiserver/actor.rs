@@ -31,6 +31,7 @@ use super::object::{
 use super::resources::{Resource, RESOURCES};
 use super::selectors::{parse_field_selector, parse_label_selector, FieldSelector, LabelSelector};
 use super::{defaults, validation};
+use crate::client::Outbox;
 use crate::message::Message;
 use crate::store::client::{ClientConfig, Completion, StoreClient, WatchOutput};
 use crate::store::messages::{StoreMessage, StoreRequest, StoreResponse, WatchCreate};
@@ -272,7 +273,6 @@ pub struct ApiServer {
 }
 
 type Ctx<'a> = Context<'a, Message, ApiTimer>;
-type Out = Vec<(Address, Message)>;
 
 fn cache_key(resource: &Resource) -> &'static str {
     // One cache per resource; plurals are unique across the served groups.
@@ -511,7 +511,7 @@ impl ApiServer {
 
     fn store(
         &mut self,
-        out: &mut Out,
+        out: &mut dyn Outbox,
         now: Time,
         op_id: u64,
         request: StoreRequest,
@@ -523,7 +523,7 @@ impl ApiServer {
     /// sent (the operation ends there).
     fn next_step(
         &mut self,
-        out: &mut Out,
+        out: &mut dyn Outbox,
         now: Time,
         op_id: u64,
         request: StoreRequest,
@@ -535,14 +535,7 @@ impl ApiServer {
 
     // ----- starting an operation ----------------------------------------------------
 
-    fn on_request(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        out: &mut Out,
-        from: Address,
-        id: u64,
-        request: ApiRequest,
-    ) {
+    fn on_request(&mut self, ctx: &mut Ctx<'_>, from: Address, id: u64, request: ApiRequest) {
         let client = Some((from.clone(), id));
         let Some(resource) = Resource::find(&request.group, &request.resource) else {
             let message = format!(
@@ -569,7 +562,7 @@ impl ApiServer {
             );
         }
         if request.verb == Verb::Watch {
-            return self.watch_start(ctx, out, from, resource, request);
+            return self.watch_start(ctx, from, resource, request);
         }
         if self.ops.len() >= self.config.requests_max {
             let message = format!(
@@ -606,7 +599,7 @@ impl ApiServer {
                     Stage::CreateCheckNamespace,
                     Some(prepared),
                 );
-                return self.create_step(ctx, out, op_id);
+                return self.create_step(ctx, op_id);
             }
             Verb::Update => (
                 Stage::UpdateRead,
@@ -632,7 +625,7 @@ impl ApiServer {
         };
         let op_id = self.new_op(client, request, resource, stage, None);
         let now = ctx.now();
-        if let Err(e) = self.store(out, now, op_id, store_request) {
+        if let Err(e) = self.store(ctx, now, op_id, store_request) {
             let op = self.ops.remove(&op_id);
             self.reply(ctx, op.and_then(|o| o.client), store_failure(&e));
         }
@@ -823,7 +816,6 @@ impl ApiServer {
     fn create_after_limits(
         &mut self,
         ctx: &mut Ctx<'_>,
-        out: &mut Out,
         op_id: u64,
         op: &mut Op,
     ) -> Option<ApiResponse> {
@@ -842,16 +834,15 @@ impl ApiServer {
                 key,
                 ..Default::default()
             });
-            return self.next_step(out, now, op_id, request);
+            return self.next_step(ctx, now, op_id, request);
         }
-        self.create_check_quota(ctx, out, op_id, op)
+        self.create_check_quota(ctx, op_id, op)
     }
 
     /// ResourceQuota admission: read the namespace's quotas (then charge and write).
     fn create_check_quota(
         &mut self,
         ctx: &mut Ctx<'_>,
-        out: &mut Out,
         op_id: u64,
         op: &mut Op,
     ) -> Option<ApiResponse> {
@@ -859,7 +850,7 @@ impl ApiServer {
         if !op.resource.namespaced {
             op.stage = Stage::CreateWrite;
             let request = self.create_txn(ctx, op);
-            return self.next_step(out, now, op_id, request);
+            return self.next_step(ctx, now, op_id, request);
         }
         let namespace = op.request.namespace.clone().unwrap_or_default();
         let counting = matches!(op.stage, Stage::CreateQuotaUsage { .. });
@@ -888,14 +879,14 @@ impl ApiServer {
                 success,
                 failure: Vec::new(),
             });
-            return self.next_step(out, now, op_id, request);
+            return self.next_step(ctx, now, op_id, request);
         }
         op.stage = Stage::CreateCheckQuota;
         let request = quotas_read(&namespace);
-        self.next_step(out, now, op_id, request)
+        self.next_step(ctx, now, op_id, request)
     }
 
-    fn create_step(&mut self, ctx: &mut Ctx<'_>, out: &mut Out, op_id: u64) {
+    fn create_step(&mut self, ctx: &mut Ctx<'_>, op_id: u64) {
         let now = ctx.now();
         let Some(op) = self.ops.get(&op_id) else {
             return;
@@ -916,7 +907,7 @@ impl ApiServer {
                 request
             }
         };
-        if let Err(e) = self.store(out, now, op_id, request) {
+        if let Err(e) = self.store(ctx, now, op_id, request) {
             let op = self.ops.remove(&op_id);
             self.reply(ctx, op.and_then(|o| o.client), store_failure(&e));
         }
@@ -924,7 +915,7 @@ impl ApiServer {
 
     // ----- store answers ------------------------------------------------------------
 
-    fn on_store_completion(&mut self, ctx: &mut Ctx<'_>, out: &mut Out, done: Completion) {
+    fn on_store_completion(&mut self, ctx: &mut Ctx<'_>, done: Completion) {
         let op_id = done.tag;
         let Some(mut op) = self.ops.remove(&op_id) else {
             return;
@@ -938,7 +929,7 @@ impl ApiServer {
         }
         let response = match done.result {
             Err(error) => Some(store_failure(&error)),
-            Ok(result) => self.advance(ctx, out, op_id, &mut op, result),
+            Ok(result) => self.advance(ctx, op_id, &mut op, result),
         };
         match response {
             Some(response) => {
@@ -958,7 +949,6 @@ impl ApiServer {
     fn advance(
         &mut self,
         ctx: &mut Ctx<'_>,
-        out: &mut Out,
         op_id: u64,
         op: &mut Op,
         result: StoreResponse,
@@ -1014,9 +1004,9 @@ impl ApiServer {
                                 key: prefix,
                                 ..Default::default()
                             });
-                            return self.next_step(out, now, op_id, request);
+                            return self.next_step(ctx, now, op_id, request);
                         }
-                        self.create_after_limits(ctx, out, op_id, op)
+                        self.create_after_limits(ctx, op_id, op)
                     }
                 }
             }
@@ -1043,7 +1033,7 @@ impl ApiServer {
                         format!("pods \"{pod}\" is forbidden: {reason}"),
                     ));
                 }
-                self.create_after_limits(ctx, out, op_id, op)
+                self.create_after_limits(ctx, op_id, op)
             }
             (Stage::CreateCheckPriority, StoreResponse::Range(r)) => {
                 let Some(object) = op.prepared.as_mut() else {
@@ -1072,7 +1062,7 @@ impl ApiServer {
                         }
                     }
                 }
-                self.create_check_quota(ctx, out, op_id, op)
+                self.create_check_quota(ctx, op_id, op)
             }
             (Stage::CreateQuotaUsage { resources }, StoreResponse::Txn(t)) => {
                 let mut existing = Vec::new();
@@ -1093,7 +1083,7 @@ impl ApiServer {
                 if let Some(quota) = op.prepared.as_mut() {
                     admission::count_existing(quota, &existing);
                 }
-                self.create_check_quota(ctx, out, op_id, op)
+                self.create_check_quota(ctx, op_id, op)
             }
             (Stage::CreateCheckQuota, StoreResponse::Range(r)) => {
                 let object = op.prepared.clone().unwrap_or_default();
@@ -1123,7 +1113,7 @@ impl ApiServer {
                 }
                 op.stage = Stage::CreateWrite;
                 let request = self.create_txn(ctx, op);
-                self.next_step(out, now, op_id, request)
+                self.next_step(ctx, now, op_id, request)
             }
             (Stage::CreateWrite, StoreResponse::Txn(t)) => {
                 let object = op.prepared.clone().unwrap_or_default();
@@ -1171,7 +1161,7 @@ impl ApiServer {
                     if op.attempts >= self.config.update_attempts_max {
                         return Some(conflict(resource, &name));
                     }
-                    return self.create_check_quota(ctx, out, op_id, op);
+                    return self.create_check_quota(ctx, op_id, op);
                 }
                 // The object is new but an IP or port it wanted was taken meanwhile.
                 if requested_allocations(&op.request) {
@@ -1192,7 +1182,7 @@ impl ApiServer {
                     ));
                 }
                 let request = self.create_txn(ctx, op);
-                self.next_step(out, now, op_id, request)
+                self.next_step(ctx, now, op_id, request)
             }
             (Stage::UpdateRead, StoreResponse::Range(r)) => {
                 let Some(kv) = r.kvs.first() else {
@@ -1221,7 +1211,7 @@ impl ApiServer {
                                 mod_revision: expected,
                             };
                             let request = quotas_read(namespace.as_deref().unwrap_or(""));
-                            return self.next_step(out, now, op_id, request);
+                            return self.next_step(ctx, now, op_id, request);
                         }
                         let request = if deleting {
                             // The last finalizer of an object being deleted is gone: delete it.
@@ -1234,7 +1224,7 @@ impl ApiServer {
                             )
                         };
                         op.stage = Stage::UpdateWrite { replace_with: next };
-                        self.next_step(out, now, op_id, request)
+                        self.next_step(ctx, now, op_id, request)
                     }
                 }
             }
@@ -1264,7 +1254,7 @@ impl ApiServer {
                     key,
                     ..Default::default()
                 });
-                self.next_step(out, now, op_id, request)
+                self.next_step(ctx, now, op_id, request)
             }
             (Stage::DeleteRead, StoreResponse::Range(r)) => {
                 let Some(kv) = r.kvs.first() else {
@@ -1334,7 +1324,7 @@ impl ApiServer {
                         body(&strip(&object)),
                     );
                     op.stage = Stage::DeleteWrite { old: object };
-                    self.next_step(out, now, op_id, request)
+                    self.next_step(ctx, now, op_id, request)
                 } else if resource.namespaced {
                     // Quotas the object counts toward get it back in the same write.
                     op.stage = Stage::DeleteCheckQuota {
@@ -1342,11 +1332,11 @@ impl ApiServer {
                         mod_revision: kv.mod_revision,
                     };
                     let request = quotas_read(namespace.as_deref().unwrap_or(""));
-                    self.next_step(out, now, op_id, request)
+                    self.next_step(ctx, now, op_id, request)
                 } else {
                     let request = removal_txn(&key, &object, kv.mod_revision, &[]);
                     op.stage = Stage::DeleteWrite { old: object };
-                    self.next_step(out, now, op_id, request)
+                    self.next_step(ctx, now, op_id, request)
                 }
             }
             (Stage::DeleteCheckQuota { old, mod_revision }, StoreResponse::Range(r)) => {
@@ -1364,7 +1354,7 @@ impl ApiServer {
                     .collect();
                 let request = removal_txn(&key, &old, mod_revision, &credits);
                 op.stage = Stage::DeleteWrite { old };
-                self.next_step(out, now, op_id, request)
+                self.next_step(ctx, now, op_id, request)
             }
             (Stage::DeleteWrite { old, .. }, StoreResponse::Txn(t)) => {
                 if t.succeeded {
@@ -1387,7 +1377,7 @@ impl ApiServer {
                     key,
                     ..Default::default()
                 });
-                self.next_step(out, now, op_id, request)
+                self.next_step(ctx, now, op_id, request)
             }
             (Stage::CompactClaim, StoreResponse::Txn(t)) => {
                 // As kube-apiserver does: whoever moves the key's version compacts to the
@@ -1419,7 +1409,7 @@ impl ApiServer {
                 let request = StoreRequest::Compact(crate::store::types::CompactRequest {
                     revision: previous,
                 });
-                self.next_step(out, now, op_id, request)
+                self.next_step(ctx, now, op_id, request)
             }
             (Stage::Compact, _) => Some(ApiResponse {
                 code: 200,
@@ -1612,7 +1602,6 @@ impl ApiServer {
     fn watch_start(
         &mut self,
         ctx: &mut Ctx<'_>,
-        out: &mut Out,
         from: Address,
         resource: &'static Resource,
         request: ApiRequest,
@@ -1683,13 +1672,13 @@ impl ApiServer {
         } else {
             cache.waiting.push(key);
             if !cache.loading {
-                self.load_cache(ctx, out, resource);
+                self.load_cache(ctx, resource);
             }
         }
     }
 
     /// Lists the resource and starts the store watch that keeps the cache current.
-    fn load_cache(&mut self, ctx: &mut Ctx<'_>, out: &mut Out, resource: &'static Resource) {
+    fn load_cache(&mut self, ctx: &mut Ctx<'_>, resource: &'static Resource) {
         let now = ctx.now();
         // Load the cache as of the oldest version a waiting watcher resumes from (the
         // store keeps history until compaction), so a watcher that moved here from a
@@ -1734,7 +1723,7 @@ impl ApiServer {
             Stage::List,
             None,
         );
-        if self.store(out, now, op_id, request).is_err() {
+        if self.store(ctx, now, op_id, request).is_err() {
             self.ops.remove(&op_id);
             if let Some(cache) = self.caches.get_mut(cache_key(resource)) {
                 cache.loading = false;
@@ -1745,7 +1734,6 @@ impl ApiServer {
     fn cache_loaded(
         &mut self,
         ctx: &mut Ctx<'_>,
-        out: &mut Out,
         resource: &'static Resource,
         kvs: Vec<KeyValue>,
         revision: i64,
@@ -1760,7 +1748,7 @@ impl ApiServer {
             prev_kv: true,
             progress_notify: true,
         };
-        let store_watch = self.client.watch(out, now, create).ok();
+        let store_watch = self.client.watch(ctx, now, create).ok();
         let Some(cache) = self.caches.get_mut(cache_key(resource)) else {
             return;
         };
@@ -1937,13 +1925,7 @@ impl ApiServer {
         );
     }
 
-    fn on_cache_events(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        out: &mut Out,
-        store_watch: u64,
-        output: WatchOutput,
-    ) {
+    fn on_cache_events(&mut self, ctx: &mut Ctx<'_>, store_watch: u64, output: WatchOutput) {
         let Some(cache_name) = self
             .caches
             .iter()
@@ -2044,13 +2026,12 @@ impl ApiServer {
                     self.watchers.remove(&key);
                 }
                 self.caches.remove(cache_name);
-                let _ = out;
             }
         }
     }
 
     /// Starts a compaction round when one is due (see `compaction_interval_ms`).
-    fn maybe_compact(&mut self, ctx: &mut Ctx<'_>, out: &mut Out) {
+    fn maybe_compact(&mut self, ctx: &mut Ctx<'_>) {
         let every = self.config.compaction_interval_ms;
         let now = ctx.now();
         if every == 0 || !self.bootstrap_pending.is_empty() {
@@ -2108,7 +2089,7 @@ impl ApiServer {
             Stage::CompactClaim,
             None,
         );
-        if self.store(out, now, op_id, request).is_err() {
+        if self.store(ctx, now, op_id, request).is_err() {
             self.ops.remove(&op_id);
         }
     }
@@ -2133,7 +2114,7 @@ impl ApiServer {
         }
     }
 
-    fn bootstrap(&mut self, ctx: &mut Ctx<'_>, out: &mut Out) {
+    fn bootstrap(&mut self, ctx: &mut Ctx<'_>) {
         // Every replica may do this: "create if absent" makes it idempotent.
         let now = ctx.now();
         let in_flight = self
@@ -2171,7 +2152,7 @@ impl ApiServer {
             );
             if self
                 .store(
-                    out,
+                    ctx,
                     now,
                     op_id,
                     txn_put_if(&key, CompareTarget::Version(0), body(&object)),
@@ -2506,7 +2487,6 @@ impl Actor for ApiServer {
 
     fn handle(&mut self, input: Input<Message, ApiTimer>, ctx: &mut Ctx<'_>) {
         let now = ctx.now();
-        let mut out = Vec::new();
         match input {
             Input::Start(_) => {
                 let session = ctx.rng().gen::<u64>() | 1;
@@ -2518,30 +2498,30 @@ impl Actor for ApiServer {
                     self.client = client;
                 }
                 ctx.set_timer(ApiTimer::Tick, Duration::from_millis(100));
-                self.bootstrap(ctx, &mut out);
+                self.bootstrap(ctx);
             }
             Input::Timer(ApiTimer::Tick) => {
                 ctx.set_timer(ApiTimer::Tick, Duration::from_millis(100));
-                let (completions, outputs) = self.client.on_tick(&mut out, now);
+                let (completions, outputs) = self.client.on_tick(ctx, now);
                 for done in completions {
-                    self.completion(ctx, &mut out, done);
+                    self.completion(ctx, done);
                 }
                 for (watch, output) in outputs
                     .into_iter()
                     .chain(self.client.take_compacted_watches())
                 {
-                    self.on_cache_events(ctx, &mut out, watch, output);
+                    self.on_cache_events(ctx, watch, output);
                 }
                 self.bookmarks(ctx);
-                self.maybe_compact(ctx, &mut out);
+                self.maybe_compact(ctx);
                 self.ticks += 1;
                 if !self.bootstrap_pending.is_empty() && self.ticks.is_multiple_of(10) {
-                    self.bootstrap(ctx, &mut out);
+                    self.bootstrap(ctx);
                 }
             }
             Input::Message { from, msg } => match msg {
                 Message::Api(ApiMessage::Request { id, request }) => {
-                    self.on_request(ctx, &mut out, from, id, request)
+                    self.on_request(ctx, from, id, request)
                 }
                 Message::Api(ApiMessage::EventAck { watch_id, seq }) => {
                     if let Some(w) = self.watchers.get_mut(&(from, watch_id)) {
@@ -2566,23 +2546,18 @@ impl Actor for ApiServer {
                     ctx.send(from, Message::Api(ApiMessage::Response { id, response }));
                 }
                 Message::Store(StoreMessage::Response { id, result, leader }) => {
-                    if let Some(done) = self
-                        .client
-                        .on_response(&mut out, now, &from, id, result, leader)
+                    if let Some(done) = self.client.on_response(ctx, now, &from, id, result, leader)
                     {
-                        self.completion(ctx, &mut out, done);
+                        self.completion(ctx, done);
                     }
                 }
                 Message::Store(StoreMessage::Watch(events)) => {
-                    for (watch, output) in self.client.on_watch(&mut out, now, &from, events) {
-                        self.on_cache_events(ctx, &mut out, watch, output);
+                    for (watch, output) in self.client.on_watch(ctx, now, &from, events) {
+                        self.on_cache_events(ctx, watch, output);
                     }
                 }
                 _ => {}
             },
-        }
-        for (to, msg) in out {
-            ctx.send(to, msg);
         }
     }
 
@@ -2597,7 +2572,7 @@ impl Actor for ApiServer {
 }
 
 impl ApiServer {
-    fn completion(&mut self, ctx: &mut Ctx<'_>, out: &mut Out, done: Completion) {
+    fn completion(&mut self, ctx: &mut Ctx<'_>, done: Completion) {
         // Watch-cache loads are operations without a client.
         if let Some(op) = self.ops.get(&done.tag) {
             if op.request.subresource.as_deref() == Some("watch-cache") {
@@ -2611,7 +2586,7 @@ impl ApiServer {
                             .map(|c| c.loading_from)
                             .unwrap_or(0);
                         let revision = if from > 0 { from } else { r.header_revision };
-                        self.cache_loaded(ctx, out, resource, r.kvs, revision)
+                        self.cache_loaded(ctx, resource, r.kvs, revision)
                     }
                     _ => {
                         if let Some(cache) = self.caches.get_mut(cache_key(resource)) {
@@ -2619,12 +2594,12 @@ impl ApiServer {
                             cache.historical_failed = cache.loading_from > 0;
                         }
                         // Try again on the next watch request or tick.
-                        self.load_cache(ctx, out, resource);
+                        self.load_cache(ctx, resource);
                     }
                 }
                 return;
             }
         }
-        self.on_store_completion(ctx, out, done);
+        self.on_store_completion(ctx, done);
     }
 }

@@ -17,7 +17,7 @@ pub mod actor;
 pub mod admission;
 pub mod balancer;
 pub mod bench;
-pub mod client;
+pub use crate::client::api as client;
 pub mod defaults;
 pub mod fanout;
 pub mod messages;

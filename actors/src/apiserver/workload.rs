@@ -13,7 +13,7 @@
 //!   lists and watches again.
 
 use super::client::{
-    ApiClient, ApiClientConfig, Change, Completion, InformerEvent, InformerSpec, Out, Outputs,
+    ApiClient, ApiClientConfig, Change, Completion, InformerEvent, InformerSpec, Outputs,
     ResourceRef, TICK_MS,
 };
 use super::messages::{ApiMessage, ApiRequest, EventType, ListOptions};
@@ -176,23 +176,16 @@ impl ApiWorkload {
         ctx.emit(Message::Report(crate::message::Report::Api(report)));
     }
 
-    fn flush(ctx: &mut Ctx<'_>, out: Out) {
-        for (to, msg) in out {
-            ctx.send(to, msg);
-        }
-    }
-
     fn send(&mut self, ctx: &mut Ctx<'_>, pending: Pending, request: ApiRequest) {
         let Some(client) = self.client.as_mut() else {
             return;
         };
         self.next_tag += 1;
-        let mut out = Out::new();
-        match client.send(&mut out, ctx.now(), request, self.next_tag) {
+        let now = ctx.now();
+        match client.send(ctx, now, request, self.next_tag) {
             Ok(_) => self.pending = Some((self.next_tag, pending)),
             Err(_) => self.later(ctx),
         }
-        Self::flush(ctx, out);
     }
 
     fn next(&mut self, ctx: &mut Ctx<'_>) {
@@ -501,9 +494,8 @@ impl Actor for ApiWorkload {
                 let Some(client) = self.client.as_mut() else {
                     return;
                 };
-                let mut out = Out::new();
-                let outputs = client.on_tick(&mut out, ctx.now());
-                Self::flush(ctx, out);
+                let now = ctx.now();
+                let outputs = client.on_tick(ctx, now);
                 self.on_outputs(ctx, outputs);
             }
             Input::Message {
@@ -516,9 +508,8 @@ impl Actor for ApiWorkload {
                 let Some(client) = self.client.as_mut() else {
                     return;
                 };
-                let mut out = Out::new();
-                let outputs = client.on_message(&mut out, ctx.now(), from, msg);
-                Self::flush(ctx, out);
+                let now = ctx.now();
+                let outputs = client.on_message(ctx, now, from, msg);
                 self.on_outputs(ctx, outputs);
             }
             Input::Message { .. } => {}

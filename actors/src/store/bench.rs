@@ -94,11 +94,7 @@ impl Bench {
         }
     }
 
-    fn issue(
-        &mut self,
-        ctx: &mut Context<'_, Message, BenchTimer>,
-        out: &mut Vec<(Address, Message)>,
-    ) {
+    fn issue(&mut self, ctx: &mut Context<'_, Message, BenchTimer>) {
         let now = ctx.now();
         while self.started.len() < self.config.concurrency {
             let key = format!("bench/{}", ctx.rng().gen_range(0..self.config.keys)).into_bytes();
@@ -115,7 +111,7 @@ impl Bench {
                 Phase::Done => return,
             };
             self.next_tag += 1;
-            if self.client.send(out, now, request, self.next_tag).is_err() {
+            if self.client.send(ctx, now, request, self.next_tag).is_err() {
                 return;
             }
             self.started.insert(self.next_tag, now);
@@ -167,7 +163,6 @@ impl Actor for Bench {
         ctx: &mut Context<'_, Message, BenchTimer>,
     ) {
         let now = ctx.now();
-        let mut out = Vec::new();
         match input {
             Input::Start(_) => {
                 let session = ctx.rng().gen::<u64>() | 1;
@@ -184,28 +179,25 @@ impl Actor for Bench {
                     BenchTimer::Phase,
                     Duration::from_millis(self.config.warmup_ms),
                 );
-                self.issue(ctx, &mut out);
+                self.issue(ctx);
             }
             Input::Timer(BenchTimer::Tick) => {
                 ctx.set_timer(BenchTimer::Tick, Duration::from_millis(100));
-                let (completions, _) = self.client.on_tick(&mut out, now);
+                let (completions, _) = self.client.on_tick(ctx, now);
                 for done in completions {
                     self.started.remove(&done.tag);
                 }
-                self.issue(ctx, &mut out);
+                self.issue(ctx);
             }
             Input::Timer(BenchTimer::Phase) => {
                 self.next_phase(ctx);
-                self.issue(ctx, &mut out);
+                self.issue(ctx);
             }
             Input::Message {
                 from,
                 msg: Message::Store(StoreMessage::Response { id, result, leader }),
             } => {
-                if let Some(done) = self
-                    .client
-                    .on_response(&mut out, now, &from, id, result, leader)
-                {
+                if let Some(done) = self.client.on_response(ctx, now, &from, id, result, leader) {
                     if let Some(started) = self.started.remove(&done.tag) {
                         let target = match self.phase {
                             Phase::Put => Some(&mut self.put),
@@ -230,13 +222,10 @@ impl Actor for Bench {
                             self.next_phase(ctx);
                         }
                     }
-                    self.issue(ctx, &mut out);
+                    self.issue(ctx);
                 }
             }
             Input::Message { .. } => {}
-        }
-        for (to, msg) in out {
-            ctx.send(to, msg);
         }
     }
 

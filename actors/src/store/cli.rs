@@ -221,7 +221,6 @@ impl Actor for StoreCli {
         ctx: &mut Context<'_, Message, CliTimer>,
     ) {
         let now = ctx.now();
-        let mut out = Vec::new();
         match input {
             Input::Start(_) => {
                 let session = ctx.rng().gen::<u64>() | 1;
@@ -235,25 +234,25 @@ impl Actor for StoreCli {
                 ctx.set_timer(CliTimer::Tick, Duration::from_millis(100));
                 match self.config.command.clone() {
                     CliCommand::Request(request) => {
-                        if let Err(e) = self.client.send(&mut out, now, request, 0) {
+                        if let Err(e) = self.client.send(ctx, now, request, 0) {
                             self.fail(ctx, &e);
                         }
                     }
                     CliCommand::Status => {
                         // Ask each member directly: status is about that member.
                         for (index, endpoint) in self.config.endpoints.iter().enumerate() {
-                            out.push((
+                            ctx.send(
                                 endpoint.clone(),
                                 Message::Store(StoreMessage::Request {
                                     id: 1_000_000 + index as u64,
                                     session: 0,
                                     request: StoreRequest::Status,
                                 }),
-                            ));
+                            );
                         }
                     }
                     CliCommand::Watch(create) => {
-                        if let Err(e) = self.client.watch(&mut out, now, create) {
+                        if let Err(e) = self.client.watch(ctx, now, create) {
                             self.fail(ctx, &e);
                         }
                     }
@@ -262,7 +261,7 @@ impl Actor for StoreCli {
             Input::Timer(CliTimer::Tick) => {
                 ctx.set_timer(CliTimer::Tick, Duration::from_millis(100));
                 self.elapsed_ms += 100;
-                let (completions, _) = self.client.on_tick(&mut out, now);
+                let (completions, _) = self.client.on_tick(ctx, now);
                 for done in completions {
                     self.on_result(ctx, done.result);
                 }
@@ -303,15 +302,14 @@ impl Actor for StoreCli {
                         if self.statuses.len() >= self.config.endpoints.len() {
                             self.report_status(ctx);
                         }
-                    } else if let Some(done) = self
-                        .client
-                        .on_response(&mut out, now, &from, id, result, leader)
+                    } else if let Some(done) =
+                        self.client.on_response(ctx, now, &from, id, result, leader)
                     {
                         self.on_result(ctx, done.result);
                     }
                 }
                 Message::Store(StoreMessage::Watch(events)) => {
-                    for (_, output) in self.client.on_watch(&mut out, now, &from, events) {
+                    for (_, output) in self.client.on_watch(ctx, now, &from, events) {
                         match output {
                             WatchOutput::Events(events) => {
                                 for event in events {
@@ -336,9 +334,6 @@ impl Actor for StoreCli {
                 }
                 _ => {}
             },
-        }
-        for (to, msg) in out {
-            ctx.send(to, msg);
         }
     }
 

@@ -203,11 +203,7 @@ impl LeaseWorkload {
         self.next_tag += 1;
         let tag = self.next_tag;
         let now = ctx.now();
-        let mut out = Vec::new();
-        let sent = self.client.send(&mut out, now, request, tag).is_ok();
-        for (to, msg) in out {
-            ctx.send(to, msg);
-        }
+        let sent = self.client.send(ctx, now, request, tag).is_ok();
         if sent {
             self.pending.insert(tag, pending);
         }
@@ -447,11 +443,7 @@ impl Actor for LeaseWorkload {
             }
             Input::Timer(LeaseTimer::Tick) => {
                 ctx.set_timer(LeaseTimer::Tick, Duration::from_millis(100));
-                let mut out = Vec::new();
-                let (completions, _) = self.client.on_tick(&mut out, now);
-                for (to, msg) in out {
-                    ctx.send(to, msg);
-                }
+                let (completions, _) = self.client.on_tick(ctx, now);
                 for done in completions {
                     self.complete(ctx, done);
                 }
@@ -461,13 +453,7 @@ impl Actor for LeaseWorkload {
             Input::Timer(LeaseTimer::Poll) => self.poll(ctx),
             Input::Message { from, msg } => {
                 if let Message::Store(StoreMessage::Response { id, result, leader }) = msg {
-                    let mut out = Vec::new();
-                    let done = self
-                        .client
-                        .on_response(&mut out, now, &from, id, result, leader);
-                    for (to, msg) in out {
-                        ctx.send(to, msg);
-                    }
+                    let done = self.client.on_response(ctx, now, &from, id, result, leader);
                     if let Some(done) = done {
                         self.complete(ctx, done);
                     }

@@ -17,7 +17,7 @@
 pub mod actor;
 pub mod bench;
 pub mod cli;
-pub mod client;
+pub use crate::client::store as client;
 pub mod config;
 pub mod lease_workload;
 pub mod messages;

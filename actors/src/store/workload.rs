@@ -151,12 +151,6 @@ impl Workload {
         })
     }
 
-    fn flush(ctx: &mut Context<'_, Message, WorkloadTimer>, out: Vec<(Address, Message)>) {
-        for (to, msg) in out {
-            ctx.send(to, msg);
-        }
-    }
-
     fn report(&self, ctx: &mut Context<'_, Message, WorkloadTimer>, report: WorkloadReport) {
         ctx.emit(Message::Report(Report::Workload(report)));
     }
@@ -221,7 +215,6 @@ impl Workload {
         };
         let op_id = self.ops;
         let now = ctx.now();
-        let mut out = Vec::new();
         self.report(
             ctx,
             WorkloadReport::Call {
@@ -230,7 +223,7 @@ impl Workload {
                 op: op.clone(),
             },
         );
-        match self.client.send(&mut out, now, request, op_id) {
+        match self.client.send(ctx, now, request, op_id) {
             Ok(_) => self.current = Some((op_id, op)),
             Err(e) => self.report(
                 ctx,
@@ -243,7 +236,6 @@ impl Workload {
                 },
             ),
         }
-        Self::flush(ctx, out);
     }
 
     fn complete(&mut self, ctx: &mut Context<'_, Message, WorkloadTimer>, done: Completion) {
@@ -356,7 +348,6 @@ impl Actor for Workload {
                 let first = ctx.rng().gen_range(50..500);
                 ctx.set_timer(WorkloadTimer::Next, Duration::from_millis(first));
                 if self.config.watch {
-                    let mut out = Vec::new();
                     let create = WatchCreate {
                         watch_id: 0,
                         key: KEY_PREFIX.as_bytes().to_vec(),
@@ -365,19 +356,16 @@ impl Actor for Workload {
                         prev_kv: false,
                         progress_notify: true,
                     };
-                    if self.client.watch(&mut out, now, create).is_ok() {
+                    if self.client.watch(ctx, now, create).is_ok() {
                         self.watching = true;
                     }
-                    Self::flush(ctx, out);
                 }
             }
             Input::Timer(WorkloadTimer::Next) => self.next_op(ctx),
             Input::Timer(WorkloadTimer::Tick) => {
                 ctx.set_timer(WorkloadTimer::Tick, Duration::from_millis(100));
-                let mut out = Vec::new();
-                let (completions, outputs) = self.client.on_tick(&mut out, now);
+                let (completions, outputs) = self.client.on_tick(ctx, now);
                 let compacted = self.client.take_compacted_watches();
-                Self::flush(ctx, out);
                 for done in completions {
                     self.complete(ctx, done);
                 }
@@ -386,19 +374,13 @@ impl Actor for Workload {
             }
             Input::Message { from, msg } => match msg {
                 Message::Store(StoreMessage::Response { id, result, leader }) => {
-                    let mut out = Vec::new();
-                    let done = self
-                        .client
-                        .on_response(&mut out, now, &from, id, result, leader);
-                    Self::flush(ctx, out);
+                    let done = self.client.on_response(ctx, now, &from, id, result, leader);
                     if let Some(done) = done {
                         self.complete(ctx, done);
                     }
                 }
                 Message::Store(StoreMessage::Watch(events)) => {
-                    let mut out = Vec::new();
-                    let outputs = self.client.on_watch(&mut out, now, &from, events);
-                    Self::flush(ctx, out);
+                    let outputs = self.client.on_watch(ctx, now, &from, events);
                     self.watch_outputs(ctx, outputs);
                 }
                 _ => {}

@@ -353,7 +353,10 @@ const STORE_ELECTION_MS: u64 = 3_000;
 /// `RESUME_BOUND_MS = STORE_ELECTION_MS + 2 × WRITER_REQUEST_TIMEOUT_MS` (9 s) of the
 /// last fault, every writer has had an update *answered* (applied, or refused with a
 /// Conflict because another writer won that version) and the writers together have
-/// had an update applied. The two request timeouts are the update that was in flight
+/// had an update applied. Only answers to writes *sent* after the last fault count (a
+/// write in flight at the heal and answered after it proves nothing about the network
+/// after the faults: a writer cut off for good could pass on it). The two request
+/// timeouts are the update that was in flight
 /// at the heal (its answer lost: it ends as ambiguous after the timeout) and one more
 /// lost on the lossy network; reads are resent after the client's
 /// `read_retransmit_ms`, so a lost read costs a second, not a timeout.
@@ -384,6 +387,10 @@ pub struct ApiWritesResume {
     lost_after: BTreeMap<u64, u64>,
     /// Request ids of the writers' writes (to tell a lost answer to a write).
     write_ids: BTreeSet<u64>,
+    /// Per writer: when it last sent a write. A writer has one request at a time, so an
+    /// answer is to that write; one sent before the last fault and answered after it
+    /// is no evidence that writes go through again, and does not count.
+    write_sent_ms: BTreeMap<u64, u64>,
 }
 
 pub const RESUME_BOUND_MS: u64 = STORE_ELECTION_MS + 2 * WRITER_REQUEST_TIMEOUT_MS;
@@ -401,6 +408,8 @@ impl Invariant for ApiWritesResume {
                 ..
             } if from.component == WORKLOAD_KIND && !request.is_read() => {
                 self.write_ids.insert(*id);
+                self.write_sent_ms
+                    .insert(u64::from(from.instance), world.now_ms);
                 return Ok(());
             }
             Observation::Lost { from, to, msg, .. } => {
@@ -429,19 +438,26 @@ impl Invariant for ApiWritesResume {
             }
             _ => {}
         }
+        let sent_after = |client: &u64| {
+            self.write_sent_ms
+                .get(client)
+                .is_some_and(|t| *t > world.last_fault_ms)
+        };
         match api_report(observation) {
             Some(ApiReport::Updated { client, .. }) => {
                 self.writers.insert(*client);
                 self.total += 1;
                 if after {
-                    self.first_answer_ms.entry(*client).or_insert(world.now_ms);
+                    if sent_after(client) {
+                        self.first_answer_ms.entry(*client).or_insert(world.now_ms);
+                    }
                     *self.applied_after.entry(*client).or_default() += 1;
                     self.first_applied_ms.get_or_insert(world.now_ms);
                 }
             }
             Some(ApiReport::Conflict { client, .. }) => {
                 self.writers.insert(*client);
-                if after {
+                if after && sent_after(client) {
                     self.first_answer_ms.entry(*client).or_insert(world.now_ms);
                 }
             }

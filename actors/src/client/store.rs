@@ -12,14 +12,17 @@
 //! * reports an ambiguous write as such: a write sent and never answered completes
 //!   with [`StoreError::Ambiguous`] — it may or may not have been applied — and is not
 //!   retried blindly;
-//! * keeps watches whole: message sequence numbers reveal a lost message, silence
-//!   reveals a dead member; either way the watch is re-created (at another member)
-//!   from the next revision the caller has not seen, so the caller sees every event
+//! * keeps watches whole: messages are put back in sequence order ([`super::stream`]);
+//!   a gap that stays open reveals a lost message, silence a dead member; either way
+//!   the watch is re-created (at another member) from the next revision the caller has
+//!   not seen, so the caller sees every event
 //!   exactly once, in revision order, or a cancellation telling it to re-list.
 
-use super::messages::{StoreMessage, StoreRequest, StoreResponse, WatchCreate, WatchEvents};
-use super::types::{Event, StoreError};
+use super::stream::{Receiver, StreamConfig};
+use super::{earliest, Outbox};
 use crate::message::Message;
+use crate::store::messages::{StoreMessage, StoreRequest, StoreResponse, WatchCreate, WatchEvents};
+use crate::store::types::{Event, StoreError};
 use keel_engine::{Address, Time};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -38,6 +41,19 @@ pub struct ClientConfig {
     pub watch_silence_ms: u64,
     /// Watches at once.
     pub watches_max: usize,
+    /// How a watch's messages are put back in order and acknowledged ([`stream`]):
+    /// the member's flow control counts unacknowledged events, so every delivered
+    /// message is acknowledged at once (`ack_every` 1).
+    #[serde(default = "default_watch_stream")]
+    pub watch_stream: StreamConfig,
+}
+
+fn default_watch_stream() -> StreamConfig {
+    StreamConfig {
+        reorder_max: 64,
+        gap_timeout_ms: 1_000,
+        ack_every: 1,
+    }
 }
 
 impl Default for ClientConfig {
@@ -48,6 +64,7 @@ impl Default for ClientConfig {
             inflight_max: 1024,
             watch_silence_ms: 4_000,
             watches_max: 256,
+            watch_stream: default_watch_stream(),
         }
     }
 }
@@ -61,7 +78,7 @@ impl ClientConfig {
         {
             return Err("client timeouts and limits must be at least 1".into());
         }
-        Ok(())
+        self.watch_stream.validate()
     }
 }
 
@@ -104,9 +121,9 @@ struct WatchState {
     template: WatchCreate,
     /// The first revision the caller has not seen.
     next_revision: i64,
-    /// The server-side watch id currently serving it, and its last sequence number.
+    /// The server-side watch id currently serving it, and its messages in order.
     server_id: u64,
-    last_seq: u64,
+    stream: Receiver<WatchEvents>,
     member: Address,
     last_heard: Time,
     /// The create request in flight, if any.
@@ -136,8 +153,6 @@ pub struct ClientStats {
     pub ambiguous: u64,
     pub watch_recreations: u64,
 }
-
-type Out = Vec<(Address, Message)>;
 
 fn request_message(session: u64, id: u64, request: StoreRequest) -> Message {
     Message::Store(StoreMessage::Request {
@@ -193,17 +208,17 @@ impl StoreClient {
 
     fn transmit(
         &mut self,
-        out: &mut Out,
+        out: &mut dyn Outbox,
         now: Time,
         id: u64,
         inflight: &mut Inflight,
         targets: Vec<Address>,
     ) {
         for to in targets {
-            out.push((
+            out.send(
                 to.clone(),
                 request_message(self.session, id, inflight.request.clone()),
-            ));
+            );
             inflight.targets.insert(to.clone());
             inflight.tried.insert(to);
         }
@@ -214,7 +229,7 @@ impl StoreClient {
     /// Sends a request; its completion comes back with `tag`.
     pub fn send(
         &mut self,
-        out: &mut Out,
+        out: &mut dyn Outbox,
         now: Time,
         request: StoreRequest,
         tag: u64,
@@ -258,7 +273,7 @@ impl StoreClient {
     /// Handles a member's response; returns the completion when the request is done.
     pub fn on_response(
         &mut self,
-        out: &mut Out,
+        out: &mut dyn Outbox,
         now: Time,
         from: &Address,
         id: u64,
@@ -341,7 +356,7 @@ impl StoreClient {
     /// Times out requests and watches; call at least every few hundred milliseconds.
     pub fn on_tick(
         &mut self,
-        out: &mut Out,
+        out: &mut dyn Outbox,
         now: Time,
     ) -> (Vec<Completion>, Vec<(u64, WatchOutput)>) {
         let timeout = Duration::from_millis(self.config.request_timeout_ms);
@@ -415,6 +430,16 @@ impl StoreClient {
         for watch in silent {
             self.recreate_watch(out, now, watch, true);
         }
+        // A message lost in the middle: resume from what the caller has seen.
+        let gapped: Vec<u64> = self
+            .watches
+            .iter()
+            .filter(|(_, w)| w.stream.lost(now).is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for watch in gapped {
+            self.recreate_watch(out, now, watch, false);
+        }
         (completions, Vec::new())
     }
 
@@ -424,7 +449,7 @@ impl StoreClient {
     /// returned id. `start_revision` 0 means "from the next change".
     pub fn watch(
         &mut self,
-        out: &mut Out,
+        out: &mut dyn Outbox,
         now: Time,
         mut create: WatchCreate,
     ) -> Result<u64, StoreError> {
@@ -442,7 +467,7 @@ impl StoreClient {
                 next_revision: create.start_revision,
                 template: create,
                 server_id: 0,
-                last_seq: 0,
+                stream: Receiver::new(self.config.watch_stream.clone()),
                 member: self.endpoints[self.cursor].clone(),
                 last_heard: now,
                 creating: None,
@@ -453,12 +478,12 @@ impl StoreClient {
     }
 
     /// Stops a watch.
-    pub fn cancel_watch(&mut self, out: &mut Out, watch: u64) {
+    pub fn cancel_watch(&mut self, out: &mut dyn Outbox, watch: u64) {
         if let Some(state) = self.watches.remove(&watch) {
             self.server_watches.remove(&state.server_id);
             self.next_id += 1;
             let id = self.next_id;
-            out.push((
+            out.send(
                 state.member,
                 request_message(
                     self.session,
@@ -467,11 +492,11 @@ impl StoreClient {
                         watch_id: state.server_id,
                     },
                 ),
-            ));
+            );
         }
     }
 
-    fn recreate_watch(&mut self, out: &mut Out, now: Time, watch: u64, move_on: bool) {
+    fn recreate_watch(&mut self, out: &mut dyn Outbox, now: Time, watch: u64, move_on: bool) {
         let member = if move_on {
             self.next_endpoint()
         } else {
@@ -488,7 +513,7 @@ impl StoreClient {
             self.stats.watch_recreations += 1;
             self.server_watches.remove(&state.server_id);
             // Best effort: tell the old member to drop its watcher.
-            out.push((
+            out.send(
                 state.member.clone(),
                 request_message(
                     self.session,
@@ -497,26 +522,26 @@ impl StoreClient {
                         watch_id: state.server_id,
                     },
                 ),
-            ));
+            );
         }
         let mut create = state.template.clone();
         create.watch_id = server_id;
         create.start_revision = state.next_revision;
         state.server_id = server_id;
-        state.last_seq = 0;
+        state.stream = Receiver::new(self.config.watch_stream.clone());
         state.member = member.clone();
         state.last_heard = now;
         state.creating = Some(request_id);
         self.server_watches.insert(server_id, watch);
-        out.push((
+        out.send(
             member,
             request_message(self.session, request_id, StoreRequest::WatchCreate(create)),
-        ));
+        );
     }
 
     fn on_watch_created(
         &mut self,
-        out: &mut Out,
+        out: &mut dyn Outbox,
         now: Time,
         watch: u64,
         from: &Address,
@@ -573,7 +598,7 @@ impl StoreClient {
     /// Handles a watch message from a member.
     pub fn on_watch(
         &mut self,
-        out: &mut Out,
+        out: &mut dyn Outbox,
         now: Time,
         from: &Address,
         message: WatchEvents,
@@ -588,56 +613,83 @@ impl StoreClient {
         if &state.member != from {
             return outputs;
         }
-        if message.seq != state.last_seq + 1 {
-            // A message went missing: resume from what the caller has seen.
-            self.recreate_watch(out, now, watch, false);
+        let watch_id = message.watch_id;
+        let ready = match state.stream.offer(now, message.seq, message) {
+            Ok(ready) => ready,
+            Err(_) => {
+                // Too many held behind a missing one: resume from what the caller has seen.
+                self.recreate_watch(out, now, watch, false);
+                return outputs;
+            }
+        };
+        if ready.is_empty() {
             return outputs;
         }
-        state.last_seq = message.seq;
         state.last_heard = now;
-        if !message.events.is_empty() {
-            out.push((
+        if let Some(seq) = state.stream.ack(false) {
+            out.send(
                 from.clone(),
-                Message::Store(StoreMessage::WatchAck {
-                    watch_id: message.watch_id,
-                    seq: message.seq,
-                }),
-            ));
+                Message::Store(StoreMessage::WatchAck { watch_id, seq }),
+            );
         }
-        if let Some(reason) = message.canceled {
-            let compacted =
-                message.compact_revision > 0 && state.next_revision <= message.compact_revision;
-            if compacted {
-                self.watches.remove(&watch);
-                self.server_watches.remove(&message.watch_id);
+        for (_, message) in ready {
+            let Some(state) = self.watches.get_mut(&watch) else {
+                break;
+            };
+            if let Some(reason) = message.canceled {
+                let compacted =
+                    message.compact_revision > 0 && state.next_revision <= message.compact_revision;
+                if compacted {
+                    self.watches.remove(&watch);
+                    self.server_watches.remove(&watch_id);
+                    outputs.push((
+                        watch,
+                        WatchOutput::Canceled {
+                            reason,
+                            compacted: true,
+                        },
+                    ));
+                } else {
+                    self.recreate_watch(out, now, watch, false);
+                }
+                break;
+            }
+            let fresh: Vec<Event> = message
+                .events
+                .into_iter()
+                .filter(|e| e.kv.mod_revision >= state.next_revision)
+                .collect();
+            if let Some(last) = fresh.last() {
+                state.next_revision = last.kv.mod_revision + 1;
+                outputs.push((watch, WatchOutput::Events(fresh)));
+            } else if message.header_revision >= state.next_revision - 1 {
                 outputs.push((
                     watch,
-                    WatchOutput::Canceled {
-                        reason,
-                        compacted: true,
+                    WatchOutput::Progress {
+                        revision: message.header_revision,
                     },
                 ));
-            } else {
-                self.recreate_watch(out, now, watch, false);
             }
-            return outputs;
-        }
-        let fresh: Vec<Event> = message
-            .events
-            .into_iter()
-            .filter(|e| e.kv.mod_revision >= state.next_revision)
-            .collect();
-        if let Some(last) = fresh.last() {
-            state.next_revision = last.kv.mod_revision + 1;
-            outputs.push((watch, WatchOutput::Events(fresh)));
-        } else if message.header_revision >= state.next_revision - 1 {
-            outputs.push((
-                watch,
-                WatchOutput::Progress {
-                    revision: message.header_revision,
-                },
-            ));
         }
         outputs
+    }
+
+    /// When the client next needs [`StoreClient::on_tick`]: a request timing out or due
+    /// for a retry, a watch going silent or a gap in one given up on.
+    pub fn next_deadline(&self) -> Option<Time> {
+        let timeout = Duration::from_millis(self.config.request_timeout_ms);
+        let silence = Duration::from_millis(self.config.watch_silence_ms);
+        let requests = self
+            .inflight
+            .values()
+            .map(|i| i.retry_at.unwrap_or(i.sent_at.plus(timeout)))
+            .min();
+        let watches = self
+            .watches
+            .values()
+            .map(|w| earliest(Some(w.last_heard.plus(silence)), w.stream.next_deadline()))
+            .min()
+            .flatten();
+        earliest(requests, watches)
     }
 }

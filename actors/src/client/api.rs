@@ -26,7 +26,9 @@
 //!
 //! Nothing polls: after the first list, an informer only watches.
 
-use super::messages::{
+use super::stream::{Receiver, StreamConfig};
+use super::{earliest, Outbox};
+use crate::apiserver::messages::{
     ApiMessage, ApiRequest, ApiResponse, EventType, ListOptions, Verb, WatchEvent,
 };
 use crate::message::Message;
@@ -105,6 +107,15 @@ impl Default for ApiClientConfig {
 }
 
 impl ApiClientConfig {
+    /// How an informer's watch events are put back in order and acknowledged.
+    pub fn stream_config(&self) -> StreamConfig {
+        StreamConfig {
+            reorder_max: self.reorder_max,
+            gap_timeout_ms: self.gap_timeout_ms,
+            ack_every: self.ack_every,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if self.request_timeout_ms == 0
             || self.read_attempts_max == 0
@@ -445,13 +456,11 @@ struct WatchState {
     established: bool,
     sent_at: Time,
     heard: Time,
-    seq: u64,
-    /// The last sequence number acknowledged, and where acknowledgements go (the
-    /// sender of the events: the API server, or a balancer).
-    acked: u64,
+    /// Where acknowledgements go (the sender of the events: the API server, or a
+    /// balancer).
     ack_to: Address,
-    early: BTreeMap<u64, (Address, WatchEvent)>,
-    gap_since: Option<Time>,
+    /// The events in `seq` order, with their senders.
+    stream: Receiver<(Address, WatchEvent)>,
 }
 
 /// One informer's cache and progress.
@@ -513,6 +522,18 @@ impl Informer {
             failures: 0,
             stats: InformerStats::default(),
         }
+    }
+
+    /// An informer that has listed `objects` at `revision`: for table tests of reconcile
+    /// functions, which read caches and nothing else.
+    pub fn filled(spec: InformerSpec, objects: Vec<Value>, revision: i64) -> Self {
+        let mut informer = Informer::new(spec, Time(0));
+        for object in objects {
+            informer.upsert(object);
+        }
+        informer.revision = revision;
+        informer.synced = true;
+        informer
     }
 
     /// Whether the cache has held a complete list at least once.
@@ -777,7 +798,7 @@ impl ApiClient {
     /// Sends a request; its [`Completion`] comes back with `tag`.
     pub fn send(
         &mut self,
-        out: &mut Out,
+        out: &mut dyn Outbox,
         now: Time,
         request: ApiRequest,
         tag: u64,
@@ -787,7 +808,7 @@ impl ApiClient {
 
     fn submit(
         &mut self,
-        out: &mut Out,
+        out: &mut dyn Outbox,
         now: Time,
         request: ApiRequest,
         owner: Owner,
@@ -801,13 +822,13 @@ impl ApiClient {
         let id = self.id();
         let to = self.next_endpoint();
         self.stats.requests += 1;
-        out.push((
+        out.send(
             to.clone(),
             Message::Api(ApiMessage::Request {
                 id,
                 request: request.clone(),
             }),
-        ));
+        );
         self.inflight.insert(
             id,
             Inflight {
@@ -836,7 +857,7 @@ impl ApiClient {
     /// A read failed at one endpoint: try the next after a backoff, or give up.
     fn read_failed(
         &mut self,
-        out: &mut Out,
+        out: &mut dyn Outbox,
         now: Time,
         id: u64,
         mut inflight: Inflight,
@@ -858,7 +879,7 @@ impl ApiClient {
     /// Hands a finished request to whoever asked: the caller or an informer's list.
     fn conclude(
         &mut self,
-        out: &mut Out,
+        out: &mut dyn Outbox,
         now: Time,
         owner: Owner,
         result: Result<ApiResponse, ApiClientError>,
@@ -892,16 +913,16 @@ impl ApiClient {
     }
 
     /// Stops an informer and its watch.
-    pub fn stop_informer(&mut self, out: &mut Out, id: u64) {
+    pub fn stop_informer(&mut self, out: &mut dyn Outbox, id: u64) {
         if let Some(informer) = self.informers.remove(&id) {
             if let Phase::Watching(w) = informer.phase {
                 self.watches.remove(&w.watch_id);
-                out.push((
+                out.send(
                     w.server,
                     Message::Api(ApiMessage::StopWatch {
                         watch_id: w.watch_id,
                     }),
-                ));
+                );
             }
         }
     }
@@ -909,7 +930,7 @@ impl ApiClient {
     /// Ends an informer's watch (or list) and schedules the next attempt.
     fn restart(
         &mut self,
-        out: &mut Out,
+        out: &mut dyn Outbox,
         now: Time,
         informer_id: u64,
         reason: String,
@@ -924,12 +945,12 @@ impl ApiClient {
         let phase = std::mem::replace(&mut informer.phase, Phase::Waiting { at: now, relist });
         if let Phase::Watching(w) = phase {
             self.watches.remove(&w.watch_id);
-            out.push((
+            out.send(
                 w.server,
                 Message::Api(ApiMessage::StopWatch {
                     watch_id: w.watch_id,
                 }),
-            ));
+            );
             events.push(InformerEvent {
                 informer: informer_id,
                 revision: informer.revision,
@@ -952,7 +973,13 @@ impl ApiClient {
         }
     }
 
-    fn start_list(&mut self, out: &mut Out, now: Time, informer_id: u64, continue_token: String) {
+    fn start_list(
+        &mut self,
+        out: &mut dyn Outbox,
+        now: Time,
+        informer_id: u64,
+        continue_token: String,
+    ) {
         let Some(informer) = self.informers.get(&informer_id) else {
             return;
         };
@@ -984,13 +1011,14 @@ impl ApiClient {
 
     fn start_watch(
         &mut self,
-        out: &mut Out,
+        out: &mut dyn Outbox,
         now: Time,
         informer_id: u64,
         events: &mut Vec<InformerEvent>,
     ) {
         let watch_id = self.id();
         let server = self.next_endpoint();
+        let stream_config = self.config.stream_config();
         let Some(informer) = self.informers.get_mut(&informer_id) else {
             return;
         };
@@ -1002,11 +1030,8 @@ impl ApiClient {
             established: false,
             sent_at: now,
             heard: now,
-            seq: 0,
-            acked: 0,
             ack_to: server.clone(),
-            early: BTreeMap::new(),
-            gap_since: None,
+            stream: Receiver::new(stream_config),
         });
         events.push(InformerEvent {
             informer: informer_id,
@@ -1016,19 +1041,19 @@ impl ApiClient {
             },
         });
         self.watches.insert(watch_id, informer_id);
-        out.push((
+        out.send(
             server,
             Message::Api(ApiMessage::Request {
                 id: watch_id,
                 request,
             }),
-        ));
+        );
     }
 
     /// A page of an informer's list arrived.
     fn on_list_page(
         &mut self,
-        out: &mut Out,
+        out: &mut dyn Outbox,
         now: Time,
         informer_id: u64,
         result: Result<ApiResponse, ApiClientError>,
@@ -1170,32 +1195,20 @@ impl ApiClient {
     /// One watch event, in sequence order.
     fn deliver(
         &mut self,
-        out: &mut Out,
+        out: &mut dyn Outbox,
         now: Time,
         informer_id: u64,
-        (from, seq, event): (Address, u64, WatchEvent),
+        (from, event): (Address, WatchEvent),
         events: &mut Vec<InformerEvent>,
     ) {
-        let ack_every = self.config.ack_every;
         let Some(informer) = self.informers.get_mut(&informer_id) else {
             return;
         };
         let Phase::Watching(w) = &mut informer.phase else {
             return;
         };
-        w.seq = seq;
         w.heard = now;
         w.ack_to = from;
-        if seq - w.acked >= ack_every {
-            w.acked = seq;
-            out.push((
-                w.ack_to.clone(),
-                Message::Api(ApiMessage::EventAck {
-                    watch_id: w.watch_id,
-                    seq,
-                }),
-            ));
-        }
         match event.kind {
             EventType::Error => {
                 let status: Value = serde_json::from_slice(&event.object).unwrap_or(Value::Null);
@@ -1248,7 +1261,7 @@ impl ApiClient {
 
     fn on_event(
         &mut self,
-        out: &mut Out,
+        out: &mut dyn Outbox,
         now: Time,
         from: Address,
         (watch_id, seq, event): (u64, u64, WatchEvent),
@@ -1256,10 +1269,9 @@ impl ApiClient {
     ) {
         let Some(&informer_id) = self.watches.get(&watch_id) else {
             // A watch this client no longer wants: tell the server to stop it.
-            out.push((from, Message::Api(ApiMessage::StopWatch { watch_id })));
+            out.send(from, Message::Api(ApiMessage::StopWatch { watch_id }));
             return;
         };
-        let reorder_max = self.config.reorder_max;
         let Some(informer) = self.informers.get_mut(&informer_id) else {
             return;
         };
@@ -1267,43 +1279,39 @@ impl ApiClient {
             return;
         };
         w.established = true;
-        if seq <= w.seq {
-            // A duplicate datagram: already handled.
-            return;
+        let ready = match w.stream.offer(now, seq, (from, event)) {
+            Ok(ready) => ready,
+            Err(broken) => {
+                // Too many held behind a missing one (see on_tick for a gap that stays open).
+                return self.restart(out, now, informer_id, broken.to_string(), false, events);
+            }
+        };
+        for (_, item) in ready {
+            self.deliver(out, now, informer_id, item, events);
+            if self.watching(informer_id) != Some(watch_id) {
+                // An error event ended the watch: the rest belongs to a dead stream.
+                return;
+            }
         }
-        if seq > w.seq + 1 {
-            // Early: hold it until the gap fills (see on_tick for a gap that stays open).
-            w.early.insert(seq, (from, event));
-            w.gap_since.get_or_insert(now);
-            if w.early.len() > reorder_max {
-                let expected = w.seq + 1;
-                self.restart(
-                    out,
-                    now,
-                    informer_id,
-                    format!("event {expected} never arrived"),
-                    false,
-                    events,
+        if let Some(Phase::Watching(w)) = self.informers.get_mut(&informer_id).map(|i| &mut i.phase)
+        {
+            if let Some(seq) = w.stream.ack(false) {
+                out.send(
+                    w.ack_to.clone(),
+                    Message::Api(ApiMessage::EventAck {
+                        watch_id: w.watch_id,
+                        seq,
+                    }),
                 );
             }
-            return;
         }
-        self.deliver(out, now, informer_id, (from, seq, event), events);
-        loop {
-            let next = match self.informers.get_mut(&informer_id).map(|i| &mut i.phase) {
-                Some(Phase::Watching(w)) if w.watch_id == watch_id => {
-                    let next = w.early.remove(&(w.seq + 1)).map(|e| (w.seq + 1, e));
-                    if w.early.is_empty() {
-                        w.gap_since = None;
-                    }
-                    next
-                }
-                _ => None,
-            };
-            let Some((seq, (from, event))) = next else {
-                break;
-            };
-            self.deliver(out, now, informer_id, (from, seq, event), events);
+    }
+
+    /// The wire id of the watch an informer is running, if it is watching.
+    fn watching(&self, informer_id: u64) -> Option<u64> {
+        match self.informers.get(&informer_id).map(|i| &i.phase) {
+            Some(Phase::Watching(w)) => Some(w.watch_id),
+            _ => None,
         }
     }
 
@@ -1313,7 +1321,7 @@ impl ApiClient {
     /// other messages are ignored.
     pub fn on_message(
         &mut self,
-        out: &mut Out,
+        out: &mut dyn Outbox,
         now: Time,
         from: Address,
         msg: ApiMessage,
@@ -1371,7 +1379,13 @@ impl ApiClient {
 
     /// Sends a request again, with the same id, to an endpoint other than the last one
     /// (when there is another): one more attempt.
-    fn resend_elsewhere(&mut self, out: &mut Out, now: Time, id: u64, inflight: &mut Inflight) {
+    fn resend_elsewhere(
+        &mut self,
+        out: &mut dyn Outbox,
+        now: Time,
+        id: u64,
+        inflight: &mut Inflight,
+    ) {
         inflight.attempts += 1;
         inflight.last_sent_at = now;
         self.stats.retries += 1;
@@ -1380,18 +1394,18 @@ impl ApiClient {
             to = self.next_endpoint();
         }
         inflight.to = to.clone();
-        out.push((
+        out.send(
             to,
             Message::Api(ApiMessage::Request {
                 id,
                 request: inflight.request.clone(),
             }),
-        ));
+        );
     }
 
     /// Times out requests, retries reads, and keeps informers going; call about every
     /// [`TICK_MS`].
-    pub fn on_tick(&mut self, out: &mut Out, now: Time) -> Outputs {
+    pub fn on_tick(&mut self, out: &mut dyn Outbox, now: Time) -> Outputs {
         let mut outputs = Outputs::default();
         self.now = self.now.max(now);
         self.cooling.retain(|_, until| now < *until);
@@ -1442,9 +1456,53 @@ impl ApiClient {
         outputs
     }
 
+    /// When the client next needs [`ApiClient::on_tick`]: a request timing out, due for a
+    /// resend or a retry; an informer due to list or watch again; a watch to give up on
+    /// (unanswered, silent, or a gap open too long); acknowledgements not yet sent
+    /// (flushed within [`TICK_MS`]).
+    pub fn next_deadline(&self) -> Option<Time> {
+        let ms = Duration::from_millis;
+        let timeout = ms(self.config.request_timeout_ms);
+        let retransmit = ms(self.config.read_retransmit_ms);
+        let mut next = None;
+        for inflight in self.inflight.values() {
+            let at = match inflight.retry_at {
+                Some(at) => at,
+                None if inflight.request.is_read()
+                    && inflight.attempts < self.config.read_attempts_max =>
+                {
+                    inflight
+                        .last_sent_at
+                        .plus(retransmit)
+                        .min(inflight.sent_at.plus(timeout))
+                }
+                None => inflight.sent_at.plus(timeout),
+            };
+            next = earliest(next, Some(at));
+        }
+        for informer in self.informers.values() {
+            let at = match &informer.phase {
+                Phase::Waiting { at, .. } => Some(*at),
+                Phase::Listing { .. } => None, // its request is in `inflight`
+                Phase::Watching(w) => {
+                    let mut at = w.heard.plus(ms(self.config.watch_silence_ms));
+                    if !w.established {
+                        at = at.min(w.sent_at.plus(timeout));
+                    }
+                    if w.stream.pending_ack() {
+                        at = at.min(w.heard.plus(ms(TICK_MS)));
+                    }
+                    earliest(Some(at), w.stream.next_deadline())
+                }
+            };
+            next = earliest(next, at);
+        }
+        next
+    }
+
     fn tick_informer(
         &mut self,
-        out: &mut Out,
+        out: &mut dyn Outbox,
         now: Time,
         id: u64,
         events: &mut Vec<InformerEvent>,
@@ -1454,19 +1512,17 @@ impl ApiClient {
             ..
         }) = self.informers.get_mut(&id)
         {
-            if w.seq > w.acked {
-                w.acked = w.seq;
-                out.push((
+            if let Some(seq) = w.stream.ack(true) {
+                out.send(
                     w.ack_to.clone(),
                     Message::Api(ApiMessage::EventAck {
                         watch_id: w.watch_id,
-                        seq: w.seq,
+                        seq,
                     }),
-                ));
+                );
             }
         }
         let silence = Duration::from_millis(self.config.watch_silence_ms);
-        let gap = Duration::from_millis(self.config.gap_timeout_ms);
         let timeout = Duration::from_millis(self.config.request_timeout_ms);
         let Some(informer) = self.informers.get(&id) else {
             return;
@@ -1486,9 +1542,9 @@ impl ApiClient {
                         Some(format!("{} did not answer the watch", w.server.node)),
                         true,
                     )
-                } else if w.gap_since.is_some_and(|t| now.since(t) >= gap) {
+                } else if let Some(missing) = w.stream.lost(now) {
                     (
-                        Some(format!("event {} never arrived: one was lost", w.seq + 1)),
+                        Some(format!("event {missing} never arrived: one was lost")),
                         false,
                     )
                 } else if now.since(w.heard) >= silence {
