@@ -11,6 +11,7 @@
 
 pub mod apiserver;
 pub mod client;
+pub mod controllers;
 pub mod message;
 pub mod registry;
 pub mod selftest;

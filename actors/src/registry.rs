@@ -57,6 +57,14 @@ impl ActorFactory<Message> for Registry {
                         .map_err(|e| format!("bad API server configuration: {e}"))?;
                 Ok(Box::new(crate::apiserver::ApiServer::new(config)?))
             }
+            crate::controllers::KIND => {
+                let config: crate::controllers::ControllerManagerConfig =
+                    serde_json::from_str(&spec.config_json)
+                        .map_err(|e| format!("bad controller manager configuration: {e}"))?;
+                Ok(Box::new(crate::controllers::ControllerManager::new(
+                    config,
+                )?))
+            }
             crate::apiserver::fanout::KIND => {
                 let config: crate::apiserver::fanout::FanoutConfig =
                     serde_json::from_str(&spec.config_json)
