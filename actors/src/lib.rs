@@ -4,10 +4,14 @@
 //! is a folder; [`registry::Registry`] builds any of them from an `ActorSpec`, which is
 //! how hosts start them and how `keel replay` rebuilds them from a trace.
 //!
-//! Components so far:
-//! 1. [`selftest`] — the cross-host proof protocol (until the store lands, `keel sim`'s
-//!    default scenario runs it).
-//! 2. [`store`] — keel's etcd: the MVCC state machine (the raft actor is on its way).
+//! What is here:
+//! 1. [`selftest`] — the cross-host proof protocol;
+//! 2. [`store`] — keel's etcd: raft (raft-rs) + MVCC, watches, leases, membership;
+//! 3. [`apiserver`] — the Kubernetes API over the store, and the balancer in front;
+//! 4. [`client`] — the client layer every component embeds: the store and API clients,
+//!    informers, the sequenced stream, the work queue and the controller runtime;
+//! 5. [`controllers`] — the controller manager and its controllers (quota so far);
+//! 6. [`message`] — the bus vocabulary; [`registry`] — builds any actor by kind.
 
 pub mod apiserver;
 pub mod client;

@@ -118,19 +118,27 @@ fn store_scenario_passes() {
 /// together are flushed together: some leader's flush carried more than one proposal
 /// (read from the members' final statuses in the run summary). Before the node runtime,
 /// the simulator fired the zero-delay flush before the next arrival and every flush
-/// carried one.
+/// carried one. The counters live in memory: a member killed (store-leader-churn kills
+/// every leader it finds) takes its count along, so of a few seeds one must show it.
 #[test]
 fn store_flushes_batch_proposals_that_arrive_together() {
     for name in ["store", "store-leader-churn"] {
-        let summary = run_named(name, 1, None);
-        let most = summary
-            .actors
-            .iter()
-            .filter(|(address, _)| address.contains("/store#"))
-            .filter_map(|(_, status)| status["max_proposals_per_flush"].as_u64())
-            .max()
-            .unwrap_or(0);
-        assert!(most > 1, "{name}: at most {most} proposals per flush");
+        let most: Vec<u64> = (1..=4)
+            .map(|seed| {
+                let summary = run_named(name, seed, None);
+                summary
+                    .actors
+                    .iter()
+                    .filter(|(address, _)| address.contains("/store#"))
+                    .filter_map(|(_, status)| status["max_proposals_per_flush"].as_u64())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        assert!(
+            most.iter().any(|m| *m > 1),
+            "{name}: at most {most:?} proposals per flush (seeds 1 to 4)"
+        );
     }
 }
 
