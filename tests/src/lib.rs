@@ -248,3 +248,63 @@ pub fn verdict<'a>(summary: &'a keel_sim::RunSummary, name: &str) -> &'a keel_si
         .find(|v| v.name == name)
         .unwrap_or_else(|| panic!("{} has no verdict {name}", summary.scenario))
 }
+
+/// A one-member store on machine `s1` and `apiservers` API servers (`a1`, `a2`, …) over
+/// it, as simulator machines: the base of the API tests. Returns the API servers'
+/// addresses and the machines (add the clients' own).
+pub fn api_cluster(apiservers: usize) -> (Vec<keel_engine::Address>, Vec<keel_sim::Machine>) {
+    use keel_actors::apiserver::{ApiServerConfig, KIND as API_KIND};
+    use keel_actors::store::StoreConfig;
+    use keel_engine::Address;
+    let store = Address::new("s1", keel_actors::store::KIND, 0);
+    let addresses: Vec<Address> = (1..=apiservers)
+        .map(|i| Address::new(format!("a{i}"), API_KIND, 0))
+        .collect();
+    let mut machines = vec![keel_sim::Machine {
+        name: "s1".into(),
+        actors: vec![(
+            store.clone(),
+            spec(
+                keel_actors::store::KIND,
+                serde_json::to_value(StoreConfig::new(1, vec![(1, store.clone())]))
+                    .expect("serializable"),
+            ),
+        )],
+    }];
+    for a in &addresses {
+        machines.push(keel_sim::Machine {
+            name: a.node.to_string(),
+            actors: vec![(
+                a.clone(),
+                spec(
+                    API_KIND,
+                    serde_json::to_value(ApiServerConfig::new(vec![store.clone()]))
+                        .expect("serializable"),
+                ),
+            )],
+        });
+    }
+    (addresses, machines)
+}
+
+/// A request for a core (v1) resource in namespace `default`.
+pub fn default_ns_request(
+    verb: keel_actors::apiserver::Verb,
+    resource: &str,
+    name: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> keel_actors::apiserver::ApiRequest {
+    keel_actors::apiserver::ApiRequest {
+        verb,
+        group: String::new(),
+        version: "v1".into(),
+        resource: resource.into(),
+        subresource: None,
+        namespace: Some("default".into()),
+        name: name.map(str::to_string),
+        body: body
+            .map(|b| serde_json::to_vec(&b).expect("serializable"))
+            .unwrap_or_default(),
+        options: keel_actors::apiserver::ListOptions::default(),
+    }
+}

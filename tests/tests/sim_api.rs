@@ -245,48 +245,8 @@ fn racing_creates_never_overspend_a_quota() {
         quota_used: Option<String>,
         listed: Option<usize>,
     }
-    let store = Address::new("s1", keel_actors::store::KIND, 0);
-    let apiservers: Vec<Address> = (1..=3)
-        .map(|i| Address::new(format!("a{i}"), API_KIND, 0))
-        .collect();
-    let mut machines = vec![Machine {
-        name: "s1".into(),
-        actors: vec![(
-            store.clone(),
-            spec(
-                keel_actors::store::KIND,
-                serde_json::to_value(StoreConfig::new(1, vec![(1, store.clone())])).unwrap(),
-            ),
-        )],
-    }];
-    for a in &apiservers {
-        machines.push(Machine {
-            name: a.node.to_string(),
-            actors: vec![(
-                a.clone(),
-                spec(
-                    API_KIND,
-                    serde_json::to_value(ApiServerConfig::new(vec![store.clone()])).unwrap(),
-                ),
-            )],
-        });
-    }
-    let request = |verb: Verb,
-                   resource: &str,
-                   name: Option<&str>,
-                   body: Option<serde_json::Value>| ApiRequest {
-        verb,
-        group: String::new(),
-        version: "v1".into(),
-        resource: resource.into(),
-        subresource: None,
-        namespace: Some("default".into()),
-        name: name.map(str::to_string),
-        body: body
-            .map(|b| serde_json::to_vec(&b).unwrap())
-            .unwrap_or_default(),
-        options: ListOptions::default(),
-    };
+    let (apiservers, mut machines) = keel_tests::api_cluster(3);
+    let request = keel_tests::default_ns_request;
     // Six creators, two per API server, starting once the quota surely exists.
     let mut clients = Vec::new();
     for n in 1..=6u64 {

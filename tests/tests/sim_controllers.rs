@@ -1,7 +1,7 @@
 //! The controller manager in the simulator: controllers on the controller runtime
 //! against real API servers over a real store.
 
-use keel_tests::{spec, ReportLog};
+use keel_tests::{api_cluster, default_ns_request, spec, ReportLog};
 
 /// A quota that starts limiting configmaps after two exist says it uses 0 of them (the
 /// API server's own transactions count only what is created or deleted afterwards);
@@ -9,42 +9,15 @@ use keel_tests::{spec, ReportLog};
 /// servers.
 #[test]
 fn the_quota_controller_recounts_a_newly_limited_resource() {
-    use keel_actors::apiserver::messages::{ApiRequest, ListOptions, Verb};
+    use keel_actors::apiserver::messages::{ApiRequest, Verb};
     use keel_actors::apiserver::script::{ScriptConfig, ScriptStep, KIND as SCRIPT_KIND};
-    use keel_actors::apiserver::{ApiServerConfig, KIND as API_KIND};
     use keel_actors::controllers::{ControllerManagerConfig, KIND as CM_KIND};
     use keel_actors::message::Report;
-    use keel_actors::store::StoreConfig;
     use keel_engine::Address;
     use keel_sim::{FaultSchedule, Machine, NetworkConfig, SimConfig};
     use serde_json::{json, Value};
 
-    let store = Address::new("s1", keel_actors::store::KIND, 0);
-    let apiservers: Vec<Address> = (1..=2)
-        .map(|i| Address::new(format!("a{i}"), API_KIND, 0))
-        .collect();
-    let mut machines = vec![Machine {
-        name: "s1".into(),
-        actors: vec![(
-            store.clone(),
-            spec(
-                keel_actors::store::KIND,
-                serde_json::to_value(StoreConfig::new(1, vec![(1, store.clone())])).unwrap(),
-            ),
-        )],
-    }];
-    for a in &apiservers {
-        machines.push(Machine {
-            name: a.node.to_string(),
-            actors: vec![(
-                a.clone(),
-                spec(
-                    API_KIND,
-                    serde_json::to_value(ApiServerConfig::new(vec![store.clone()])).unwrap(),
-                ),
-            )],
-        });
-    }
+    let (apiservers, mut machines) = api_cluster(2);
     machines.push(Machine {
         name: "m1".into(),
         actors: vec![(
@@ -55,20 +28,7 @@ fn the_quota_controller_recounts_a_newly_limited_resource() {
             ),
         )],
     });
-    let request =
-        |verb: Verb, resource: &str, name: Option<&str>, body: Option<Value>| ApiRequest {
-            verb,
-            group: String::new(),
-            version: "v1".into(),
-            resource: resource.into(),
-            subresource: None,
-            namespace: Some("default".into()),
-            name: name.map(str::to_string),
-            body: body
-                .map(|b| serde_json::to_vec(&b).unwrap())
-                .unwrap_or_default(),
-            options: ListOptions::default(),
-        };
+    let request = default_ns_request;
     let step = |request: ApiRequest, use_version_of: Option<usize>| ScriptStep {
         request,
         use_version_of,
