@@ -140,6 +140,9 @@ enum ReadOp {
 
 struct Watcher {
     range: WatchCreate,
+    /// The header revision its creation was answered with (answered again to a
+    /// duplicated create).
+    created_revision: i64,
     next_revision: i64,
     seq: u64,
     /// Messages sent and not yet acknowledged: (seq, events).
@@ -1409,6 +1412,21 @@ impl Store {
 
     fn watch_create(&mut self, ctx: &mut Ctx<'_>, from: Address, id: u64, create: WatchCreate) {
         let now = ctx.now();
+        if let Some(watcher) = self.watchers.get(&(from.clone(), create.watch_id)) {
+            // A duplicated create (the bus duplicates datagrams): the watch exists and
+            // its stream has begun. Starting it again would send a second stream under
+            // the same id whose sequence numbers collide with the first (seen: a watch
+            // missed a revision once the client stopped re-creating watches on every
+            // reordering); answer as the first time.
+            let header_revision = watcher.created_revision;
+            let watch_id = create.watch_id;
+            let created = StoreResponse::WatchCreated {
+                watch_id,
+                header_revision,
+            };
+            self.respond(ctx, from, id, Ok(created));
+            return;
+        }
         let per_client = self
             .watchers
             .range((from.clone(), 0)..=(from.clone(), u64::MAX))
@@ -1442,6 +1460,7 @@ impl Store {
             (from.clone(), watch_id),
             Watcher {
                 range: create,
+                created_revision: current,
                 next_revision: start,
                 seq: 0,
                 unacked: VecDeque::new(),
