@@ -1607,6 +1607,20 @@ impl ApiServer {
         request: ApiRequest,
     ) {
         let options = request.options.clone();
+        if self
+            .watchers
+            .contains_key(&(from.clone(), options.watch_id))
+        {
+            // A duplicated watch request (the bus duplicates datagrams): the watch is
+            // established and its events have begun. Starting it again would send a
+            // second stream under the same id with colliding sequence numbers (the
+            // store had this bug); answer again and start nothing.
+            let established = ApiResponse {
+                code: 200,
+                body: Vec::new(),
+            };
+            return self.reply(ctx, Some((from, options.watch_id)), established);
+        }
         let fail = |this: &mut Self, ctx: &mut Ctx<'_>, response: ApiResponse| {
             this.reply(ctx, Some((from.clone(), options.watch_id)), response);
         };
