@@ -31,7 +31,6 @@ use crate::message::Message;
 use keel_engine::{Address, Context, Time};
 use serde::Serialize;
 use std::fmt::Debug;
-use std::time::Duration;
 
 /// Where a client's outgoing messages go.
 pub trait Outbox {
@@ -58,9 +57,4 @@ pub fn earliest(a: Option<Time>, b: Option<Time>) -> Option<Time> {
         (a, None) => a,
         (None, b) => b,
     }
-}
-
-/// How long from `now` until `deadline` (zero when it has passed), for `set_timer`.
-pub fn delay_until(now: Time, deadline: Time) -> Duration {
-    deadline.since(now)
 }

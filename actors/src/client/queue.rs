@@ -95,10 +95,15 @@ impl<K: Ord + Clone> WorkQueue<K> {
 
     /// Distinct keys held (queued, waiting or processing).
     pub fn len(&self) -> usize {
-        let mut keys: BTreeSet<&K> = self.queued.iter().collect();
-        keys.extend(self.waiting.keys());
-        keys.extend(self.processing.iter());
-        keys.len()
+        // Queued keys are never processing and never waiting; a processing key may
+        // also wait (added with a delay meanwhile). No set is built: this runs on
+        // every add.
+        let waiting_only = self
+            .waiting
+            .keys()
+            .filter(|k| !self.processing.contains(*k))
+            .count();
+        self.queued.len() + self.processing.len() + waiting_only
     }
 
     pub fn is_empty(&self) -> bool {
