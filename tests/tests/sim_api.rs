@@ -59,8 +59,9 @@ fn api_semantics_match_kubernetes() {
 #[test]
 fn a_slow_watcher_is_cut_off_without_slowing_the_others() {
     use keel_actors::apiserver::workload::{ApiReport, ApiWorkloadConfig, KIND as WORKLOAD_KIND};
+    use keel_actors::apiserver::{ApiServerConfig, KIND as API_KIND};
     use keel_actors::message::Report;
-
+    use keel_actors::store::StoreConfig;
     use keel_engine::Address;
     use keel_sim::{FaultSchedule, Machine, NetworkConfig, SimConfig};
     use std::collections::BTreeSet;
@@ -229,9 +230,7 @@ fn racing_creates_never_overspend_a_quota() {
     use keel_actors::apiserver::messages::{ApiMessage, Verb};
     use keel_actors::apiserver::script::{ScriptConfig, KIND as SCRIPT_KIND};
     use keel_actors::apiserver::workload::{ApiReport, KIND as WORKLOAD_KIND};
-    use keel_actors::apiserver::{ApiServerConfig, KIND as API_KIND};
     use keel_actors::message::Report;
-    use keel_actors::store::StoreConfig;
     use keel_actors::Message;
     use keel_engine::Address;
     use keel_sim::{Fault, FaultSchedule, Machine, NetworkConfig, SimConfig, TimedFault};
