@@ -63,12 +63,16 @@ impl Cluster {
     }
 
     fn client(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_keel"))
-            .arg("store")
-            .args(args)
-            .args(["--endpoints", &self.endpoints(), "--timeout", "3s"])
-            .output()
-            .expect("keel store client runs")
+        client_at(&self.endpoints(), args)
+    }
+
+    /// The client endpoints as etcdctl users write them: `127.0.0.1:PORT,…`, no names.
+    fn plain_endpoints(&self) -> String {
+        self.client_ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Waits until some member reports a leader and a writable quorum; returns the
@@ -106,6 +110,15 @@ const WAL_CREATED_WITHIN: Duration = Duration::from_secs(30);
 /// How often the test looks for that file.
 const WAL_POLL: Duration = Duration::from_millis(50);
 
+fn client_at(endpoints: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_keel"))
+        .arg("store")
+        .args(args)
+        .args(["--endpoints", endpoints, "--timeout", "3s"])
+        .output()
+        .expect("keel store client runs")
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -134,6 +147,28 @@ fn store_survives_leader_loss_refuses_without_quorum_and_keeps_acknowledged_writ
         assert!(out.status.success(), "put {key}: {}", text(&out));
         acknowledged.push(key);
     }
+
+    // Endpoints as etcdctl takes them (no member names; http:// allowed): each member
+    // is asked its name. A dead endpoint among them is skipped with a warning; only dead
+    // endpoints is a clear error.
+    let plain = format!("http://{}", cluster.plain_endpoints());
+    let out = client_at(&plain, &["get", "key/00"]);
+    assert!(
+        out.status.success(),
+        "get over plain endpoints: {}",
+        text(&out)
+    );
+    assert!(text(&out).contains("value-0"), "{}", text(&out));
+    let dead = format!("127.0.0.1:{}", free_port());
+    let out = client_at(
+        &format!("{dead},{}", cluster.plain_endpoints()),
+        &["get", "key/01"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("value-1") && text(&out).contains("skipping an endpoint"));
+    let out = client_at(&dead, &["get", "key/01"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("no member answered"), "{}", text(&out));
 
     // kill -9 the leader; writes continue once the others elect a new one.
     cluster.kill(leader as usize - 1);

@@ -10,6 +10,11 @@
 //! [`Envelope`]. Connections are one-way: the node that dials only writes, the node that
 //! accepts only reads, so each pair of nodes uses two connections.
 //!
+//! Identify. A handshake naming the reserved node [`IDENTIFY_NODE`] asks "who are you?":
+//! the receiver writes back one handshake frame naming itself and closes. This is the
+//! only frame a receiver ever writes; clients use it ([`identify`]) to accept plain
+//! `host:port` endpoints as etcdctl does, learning each member's node name.
+//!
 //! Refusals. A handshake that is late (`handshake_timeout_ms`), too long, malformed, of
 //! another magic or version, or names no node; a frame longer than `max_frame_bytes`;
 //! an envelope that does not decode or is of another version; an envelope addressed to
@@ -57,6 +62,10 @@ pub const HANDSHAKE_MAX_BYTES: usize = 4096;
 /// How long the accept loop pauses after a failed `accept` (say, out of file
 /// descriptors) so that it does not spin.
 const ACCEPT_ERROR_PAUSE_MS: u64 = 100;
+
+/// The node name a handshake uses to ask the receiver for its own name (see the module
+/// docs); not a valid name for a real node.
+pub const IDENTIFY_NODE: &str = "?identify";
 
 /// Read buffer per inbound connection.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
@@ -485,6 +494,49 @@ fn frame_bytes(body: &[u8]) -> Vec<u8> {
     frame
 }
 
+/// Asks the keel node listening at `address` for its node name (the identify exchange in
+/// the module docs), within `timeout`. Blocking: for command-line clients before their
+/// bus node starts. The error says what answered instead (nothing, not keel, another
+/// wire version).
+pub fn identify(address: SocketAddr, timeout: Duration) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&address, timeout)
+        .map_err(|e| format!("{address}: cannot connect: {e}"))?;
+    let io = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => format!(
+            "{address}: no answer within {} ms (not a keel bus listener, or overloaded)",
+            timeout.as_millis()
+        ),
+        _ => format!("{address}: no keel node answered: {e}"),
+    };
+    stream.set_read_timeout(Some(timeout)).map_err(io)?;
+    stream.set_write_timeout(Some(timeout)).map_err(io)?;
+    let question = Handshake {
+        magic: HANDSHAKE_MAGIC,
+        wire_version: WIRE_VERSION,
+        node: IDENTIFY_NODE.to_string(),
+        listen: None,
+    };
+    stream
+        .write_all(&frame_bytes(&question.encode()))
+        .map_err(io)?;
+    let mut header = [0u8; 4];
+    stream.read_exact(&mut header).map_err(io)?;
+    let length = u32::from_be_bytes(header) as usize;
+    if length > HANDSHAKE_MAX_BYTES {
+        return Err(format!(
+            "{address}: answered with a {length}-byte frame: not a keel bus listener"
+        ));
+    }
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).map_err(io)?;
+    let answer = Handshake::decode(&body).map_err(|e| format!("{address}: {e}"))?;
+    if answer.node == IDENTIFY_NODE {
+        return Err(format!("{address}: answered with the identify name itself"));
+    }
+    Ok(answer.node)
+}
+
 /// Why reading a frame stopped.
 #[derive(Debug)]
 enum FrameEnd {
@@ -601,6 +653,18 @@ async fn read_inbound(
         Ok(handshake) => handshake,
         Err(reason) => return FrameEnd::Rejected(reason),
     };
+    if handshake.node == IDENTIFY_NODE {
+        let answer = frame_bytes(&Handshake::new(&shared.node, None).encode());
+        let written = tokio::time::timeout(handshake_timeout, stream.get_mut().write_all(&answer));
+        return match written.await {
+            Ok(Ok(())) => {
+                tracing::debug!(%peer, "answered an identify request");
+                FrameEnd::Closed
+            }
+            Ok(Err(error)) => FrameEnd::Io(error),
+            Err(_elapsed) => FrameEnd::Rejected("identify answer not taken in time".into()),
+        };
+    }
     tracing::debug!(%peer, node = %handshake.node, "inbound connection accepted");
     if let Some(listen) = handshake.listen {
         if !shared.dialer.learn(&handshake.node, listen) {
@@ -896,6 +960,45 @@ mod tests {
         assert_eq!(a.send(&ping("a", "c", 3)), SendOutcome::UnknownNode);
         assert_eq!(a.stats().frames_sent, 1);
         assert_eq!(b.stats().frames_received, 1);
+    }
+
+    /// Identify answers with the node name; a closed port or a listener that is not
+    /// keel gives a clear error.
+    #[tokio::test]
+    async fn identify_names_the_node_and_refuses_what_is_not_keel() {
+        let ((a, _inbox_a), (b, mut inbox_b)) = pair().await;
+        let target = b.local_addr();
+        let timeout = Duration::from_secs(2);
+        let answer = tokio::task::spawn_blocking(move || identify(target, timeout));
+        assert_eq!(answer.await.unwrap(), Ok("b".to_string()));
+
+        // Nothing listening: a clear error, not a hang.
+        let closed = {
+            let probe = std::net::TcpListener::bind(loopback()).unwrap();
+            probe.local_addr().unwrap()
+        };
+        let refused = tokio::task::spawn_blocking(move || identify(closed, timeout));
+        let refused = refused.await.unwrap().unwrap_err();
+        assert!(refused.contains("cannot connect"), "{refused}");
+
+        // Something that is not keel answers with bytes that are no handshake.
+        let impostor = TcpListener::bind(loopback()).await.unwrap();
+        let impostor_addr = impostor.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = impostor.accept().await.unwrap();
+            let mut request = [0u8; 256];
+            let _ = stream.read(&mut request).await;
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        });
+        let wrong = tokio::task::spawn_blocking(move || identify(impostor_addr, timeout));
+        let wrong = wrong.await.unwrap().unwrap_err();
+        assert!(wrong.contains("not a keel bus listener"), "{wrong}");
+
+        // The identify connection was answered, not counted as a refusal, and the
+        // transport keeps serving its peers.
+        assert_eq!(b.stats().connections_rejected, 0);
+        assert_eq!(a.send(&ping("a", "b", 1)), SendOutcome::Queued);
+        assert_eq!(receive(&mut inbox_b).await, ping("a", "b", 1));
     }
 
     /// Bad handshakes and oversized or misaddressed frames close only their own

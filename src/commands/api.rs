@@ -3,7 +3,7 @@
 //! (the HTTPS edge for kubectl comes with a later issue); and `keel api-balancer`, one
 //! address in front of several API servers.
 
-use super::store::parse_members;
+use super::store::{parse_endpoints, parse_members};
 use super::{bad_input, parse_duration, EXIT_OK};
 use keel_actors::apiserver::balancer::{BalancerConfig, KIND as BALANCER_KIND};
 use keel_actors::apiserver::workload::{ApiWorkloadConfig, KIND as WORKLOAD_KIND};
@@ -58,15 +58,15 @@ pub struct BalancerArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct ApiClientArgs {
-    /// The API servers, as NAME=HOST:PORT, comma-separated (the client balances over
-    /// them itself).
+    /// The API servers, as HOST:PORT or NAME=HOST:PORT, comma-separated (the client
+    /// balances over them itself; a server given without its name is asked for it).
     #[arg(
         long,
         required_unless_present = "balancer",
         conflicts_with = "balancer"
     )]
     apiservers: Option<String>,
-    /// A balancer in front of the API servers, as NAME=HOST:PORT.
+    /// A balancer in front of the API servers, as HOST:PORT or NAME=HOST:PORT.
     #[arg(long)]
     balancer: Option<String>,
     /// Roles to run, comma-separated: writer, watcher, services.
@@ -182,8 +182,8 @@ pub fn run_balancer(args: BalancerArgs) -> u8 {
 pub fn run_client(args: ApiClientArgs) -> u8 {
     super::init_logging("error");
     let (servers, kind) = match (&args.apiservers, &args.balancer) {
-        (Some(list), _) => (parse_members(list, "--apiservers"), API_KIND),
-        (None, Some(balancer)) => (parse_members(balancer, "--balancer"), BALANCER_KIND),
+        (Some(list), _) => (parse_endpoints(list, "--apiservers"), API_KIND),
+        (None, Some(balancer)) => (parse_endpoints(balancer, "--balancer"), BALANCER_KIND),
         (None, None) => return bad_input("give --apiservers or --balancer".to_string()),
     };
     let servers = match servers {

@@ -6,7 +6,8 @@
 //! and started with `--join` after `keel store member add` (which assigns the next id).
 //!
 //! Clients: `keel store put|get|del|watch|compact|member …|status --endpoints
-//! s1=ADDR,…` — each runs as a short-lived bus node whose one actor
+//! HOST:PORT,…` (etcdctl's form; `NAME=HOST:PORT` also works and skips asking each
+//! member its name) — each runs as a short-lived bus node whose one actor
 //! (`keel_actors::store::cli`) sends the request through the client library.
 
 use super::{bad_input, parse_duration, EXIT_FAILED, EXIT_OK};
@@ -60,7 +61,8 @@ pub struct DaemonArgs {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ClientArgs {
-    /// Members to talk to, as NAME=HOST:PORT, comma-separated.
+    /// Members to talk to, comma-separated: HOST:PORT as etcdctl takes them (each member
+    /// is asked its name), or NAME=HOST:PORT.
     #[arg(long, global = true)]
     endpoints: Option<String>,
     /// Give up after this long.
@@ -169,6 +171,11 @@ pub fn parse_members(text: &str, what: &str) -> Result<Vec<(NodeId, SocketAddr)>
         if name.is_empty() {
             return Err(format!("{what} entry {entry:?} has an empty name"));
         }
+        if name == keel_runtimes::transport::IDENTIFY_NODE {
+            return Err(format!(
+                "{what} entry {entry:?}: the name {name} is reserved"
+            ));
+        }
         let address: SocketAddr = address.parse().map_err(|_| {
             format!("{what} entry {entry:?}: {address:?} is not HOST:PORT (an IP address and port)")
         })?;
@@ -179,6 +186,70 @@ pub fn parse_members(text: &str, what: &str) -> Result<Vec<(NodeId, SocketAddr)>
     }
     if members.is_empty() {
         return Err(format!("{what} is empty: give NAME=HOST:PORT entries"));
+    }
+    Ok(members)
+}
+
+/// How long a client waits for a member named only by `host:port` to say its name.
+const IDENTIFY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Parses client endpoints as etcdctl takes them: `host:port` (optionally with an
+/// `http://` or `https://` scheme, a host name resolved here) or keel's `NAME=HOST:PORT`.
+/// A member given without its name is asked for it over the bus's identify exchange
+/// (`keel_runtimes::transport::identify`); members that do not answer are reported, and
+/// the command goes on with those that did as long as one answered.
+pub fn parse_endpoints(text: &str, what: &str) -> Result<Vec<(NodeId, SocketAddr)>, String> {
+    let mut named = Vec::new();
+    let mut unnamed = Vec::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        if entry.contains('=') {
+            named.push(entry.to_string());
+            continue;
+        }
+        let bare = entry
+            .strip_prefix("http://")
+            .or_else(|| entry.strip_prefix("https://"))
+            .unwrap_or(entry)
+            .trim_end_matches('/');
+        let address = match bare.parse::<SocketAddr>() {
+            Ok(address) => address,
+            Err(_) => {
+                use std::net::ToSocketAddrs;
+                bare.to_socket_addrs()
+                    .map_err(|e| format!("{what} entry {entry:?} is not HOST:PORT: {e}"))?
+                    .next()
+                    .ok_or_else(|| {
+                        format!("{what} entry {entry:?}: {bare} resolves to no address")
+                    })?
+            }
+        };
+        unnamed.push(address);
+    }
+    let mut members = if named.is_empty() {
+        Vec::new()
+    } else {
+        parse_members(&named.join(","), what)?
+    };
+    let mut failures = Vec::new();
+    for address in unnamed {
+        match keel_runtimes::transport::identify(address, IDENTIFY_TIMEOUT) {
+            Ok(name) => {
+                if !members.iter().any(|(n, _)| n.as_str() == name) {
+                    members.push((NodeId::new(name), address));
+                }
+            }
+            Err(error) => failures.push(error),
+        }
+    }
+    if members.is_empty() {
+        return Err(if failures.is_empty() {
+            format!("{what} is empty: give HOST:PORT or NAME=HOST:PORT entries")
+        } else {
+            format!("{what}: no member answered: {}", failures.join("; "))
+        });
+    }
+    for failure in failures {
+        eprintln!("warning: {what}: skipping an endpoint: {failure}");
     }
     Ok(members)
 }
@@ -389,9 +460,11 @@ fn run_client(command: StoreCommand) -> u8 {
         },
     };
     let Some(endpoints) = client.endpoints.as_deref() else {
-        return bad_input("give the members to talk to with --endpoints NAME=HOST:PORT,…");
+        return bad_input(
+            "give the members to talk to with --endpoints HOST:PORT,… (or NAME=HOST:PORT,…)",
+        );
     };
-    let endpoints = match parse_members(endpoints, "--endpoints") {
+    let endpoints = match parse_endpoints(endpoints, "--endpoints") {
         Ok(e) => e,
         Err(e) => return bad_input(e),
     };
