@@ -41,6 +41,8 @@ enum Command {
         #[arg(long)]
         nemesis: bool,
     },
+    /// List the component kinds a machine can run (the actor registry).
+    Kinds,
     /// Run one real machine of the self-test protocol over TCP (until the store lands).
     Selftest(commands::node::NodeArgs),
     /// Run a store member (keel's etcd), or talk to one: put, get, del, watch, member, status.
@@ -67,6 +69,12 @@ fn main() -> ExitCode {
         Command::Sim(args) => commands::sim::run(args),
         Command::Replay { file, json } => commands::replay::run(&file, json),
         Command::Scenarios { names, nemesis } => commands::sim::list_scenarios(names, nemesis),
+        Command::Kinds => {
+            for kind in keel_actors::registry::KINDS {
+                println!("{:<20} {}", kind.kind, kind.about);
+            }
+            0
+        }
         Command::Selftest(args) => commands::node::run(args),
         Command::Store(args) => commands::store::run(args),
         Command::Bench(args) => commands::bench::run(args),

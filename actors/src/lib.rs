@@ -16,6 +16,7 @@
 pub mod apiserver;
 pub mod client;
 pub mod controllers;
+pub mod drivers;
 pub mod message;
 pub mod registry;
 pub mod selftest;

@@ -28,13 +28,13 @@ pub enum Message {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Report {
     Store(StoreReport),
-    Workload(crate::store::workload::WorkloadReport),
+    Workload(crate::drivers::store_workload::WorkloadReport),
     /// What an API workload client saw (for the api-replicas checkers).
-    Api(crate::apiserver::workload::ApiReport),
+    Api(crate::drivers::api_workload::ApiReport),
     /// A scripted API client's answer to one step (api-semantics checkers).
-    ApiScript(crate::apiserver::script::ScriptReport),
+    ApiScript(crate::drivers::api_script::ScriptReport),
     /// A lease client's grant, keep-alives and observations of its key.
-    Lease(crate::store::lease_workload::LeaseReport),
+    Lease(crate::drivers::lease_workload::LeaseReport),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

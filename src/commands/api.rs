@@ -6,8 +6,8 @@
 use super::store::{parse_endpoints, parse_members};
 use super::{bad_input, parse_duration, EXIT_OK};
 use keel_actors::apiserver::balancer::{BalancerConfig, KIND as BALANCER_KIND};
-use keel_actors::apiserver::workload::{ApiWorkloadConfig, KIND as WORKLOAD_KIND};
 use keel_actors::apiserver::{ApiServerConfig, KIND as API_KIND};
+use keel_actors::drivers::api_workload::{ApiWorkloadConfig, KIND as WORKLOAD_KIND};
 use keel_engine::{ActorSpec, Address, NodeId};
 use keel_runtimes::{run_node, NodeConfig, TransportConfig};
 use std::net::SocketAddr;
@@ -215,7 +215,7 @@ pub fn run_client(args: ApiClientArgs) -> u8 {
             timeout_ms: 2_000,
             start_ms: 500,
         };
-        if let Err(e) = keel_actors::apiserver::workload::ApiWorkload::new(config.clone()) {
+        if let Err(e) = keel_actors::drivers::api_workload::ApiWorkload::new(config.clone()) {
             return bad_input(e);
         }
         actors.push((

@@ -8,7 +8,7 @@
 
 use super::{bad_input, parse_duration, EXIT_FAILED, EXIT_OK};
 use hdrhistogram::Histogram;
-use keel_actors::store::bench::{BenchConfig, PhaseResult, KIND as BENCH_KIND};
+use keel_actors::drivers::store_bench::{BenchConfig, PhaseResult, KIND as BENCH_KIND};
 use keel_engine::{ActorSpec, Address, NodeId};
 use keel_runtimes::{run_node, NodeConfig, TransportConfig};
 use serde::Serialize;

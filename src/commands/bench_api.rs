@@ -5,18 +5,18 @@
 //!
 //! Two measurements (`--measure crud,fanout`):
 //! * **crud** — create, get, update and list(100) throughput and latency with
-//!   `--clients` requests in flight ([`keel_actors::apiserver::bench`]);
+//!   `--clients` requests in flight ([`keel_actors::drivers::api_bench`]);
 //! * **fanout** — watchers of one resource against delivery latency at
 //!   `--fanout-rate` events per second, in rounds of `--fanout-steps` watchers, until
-//!   the p99 passes `--fanout-threshold` ([`keel_actors::apiserver::fanout`]).
+//!   the p99 passes `--fanout-threshold` ([`keel_actors::drivers::fanout`]).
 //!
 //! Percentiles come from hdrhistogram over the latencies the actors report.
 
 use super::bench::{figures, free_port, phase_figures, progress, start_store, Figures};
 use super::{bad_input, parse_duration, EXIT_FAILED, EXIT_OK};
-use keel_actors::apiserver::bench::{ApiBenchConfig, KIND as CRUD_KIND};
-use keel_actors::apiserver::fanout::{FanoutConfig, FanoutRound, KIND as FANOUT_KIND};
-use keel_actors::store::bench::PhaseResult;
+use keel_actors::drivers::api_bench::{ApiBenchConfig, KIND as CRUD_KIND};
+use keel_actors::drivers::fanout::{FanoutConfig, FanoutRound, KIND as FANOUT_KIND};
+use keel_actors::drivers::store_bench::PhaseResult;
 use keel_actors::store::StoreConfig;
 use keel_engine::{ActorSpec, Address, Control, NodeId};
 use keel_runtimes::{run_node, NodeConfig, TransportConfig};

@@ -8,10 +8,10 @@
 //! Clients: `keel store put|get|del|watch|compact|member …|status --endpoints
 //! HOST:PORT,…` (etcdctl's form; `NAME=HOST:PORT` also works and skips asking each
 //! member its name) — each runs as a short-lived bus node whose one actor
-//! (`keel_actors::store::cli`) sends the request through the client library.
+//! (`keel_actors::drivers::store_cli`) sends the request through the client library.
 
 use super::{bad_input, parse_duration, EXIT_FAILED, EXIT_OK};
-use keel_actors::store::cli::{CliCommand, CliConfig, KIND as CLI_KIND};
+use keel_actors::drivers::store_cli::{CliCommand, CliConfig, KIND as CLI_KIND};
 use keel_actors::store::types::{
     prefix_end, CompactRequest, DeleteRangeRequest, PutRequest, RangeRequest,
 };

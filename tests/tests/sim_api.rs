@@ -58,8 +58,8 @@ fn api_semantics_match_kubernetes() {
 /// on the same API server keeps receiving every change, before and after the cut.
 #[test]
 fn a_slow_watcher_is_cut_off_without_slowing_the_others() {
-    use keel_actors::apiserver::workload::{ApiReport, ApiWorkloadConfig, KIND as WORKLOAD_KIND};
     use keel_actors::apiserver::{ApiServerConfig, KIND as API_KIND};
+    use keel_actors::drivers::api_workload::{ApiReport, ApiWorkloadConfig, KIND as WORKLOAD_KIND};
     use keel_actors::message::Report;
     use keel_actors::store::StoreConfig;
     use keel_engine::Address;
@@ -228,8 +228,8 @@ fn a_slow_watcher_is_cut_off_without_slowing_the_others() {
 #[test]
 fn racing_creates_never_overspend_a_quota() {
     use keel_actors::apiserver::messages::{ApiMessage, Verb};
-    use keel_actors::apiserver::script::{ScriptConfig, KIND as SCRIPT_KIND};
-    use keel_actors::apiserver::workload::{ApiReport, KIND as WORKLOAD_KIND};
+    use keel_actors::drivers::api_script::{ScriptConfig, KIND as SCRIPT_KIND};
+    use keel_actors::drivers::api_workload::{ApiReport, KIND as WORKLOAD_KIND};
     use keel_actors::message::Report;
     use keel_actors::Message;
     use keel_engine::Address;
@@ -257,11 +257,11 @@ fn racing_creates_never_overspend_a_quota() {
     let script = ScriptConfig {
         apiserver: apiservers[0].clone(),
         steps: vec![
-            keel_actors::apiserver::script::ScriptStep {
+            keel_actors::drivers::api_script::ScriptStep {
                 request: request(Verb::Get, "resourcequotas", Some("q"), None),
                 use_version_of: None,
             },
-            keel_actors::apiserver::script::ScriptStep {
+            keel_actors::drivers::api_script::ScriptStep {
                 request: request(Verb::List, "services", None, None),
                 use_version_of: None,
             },
@@ -341,7 +341,7 @@ fn racing_creates_never_overspend_a_quota() {
 /// api-replicas still holds — a session ends, a re-list follows, nothing is skipped.
 #[test]
 fn informers_relist_when_the_watch_cache_has_moved_on() {
-    use keel_actors::apiserver::workload::ApiReport;
+    use keel_actors::drivers::api_workload::ApiReport;
     use keel_actors::message::Report;
 
     use keel_sim::{Fault, FaultSchedule, NetworkConfig, SimConfig, TimedFault};
@@ -360,11 +360,11 @@ fn informers_relist_when_the_watch_cache_has_moved_on() {
             (
                 keel_engine::Address::new(
                     "c3",
-                    keel_actors::apiserver::workload::KIND,
+                    keel_actors::drivers::api_workload::KIND,
                     client as u32,
                 ),
                 keel_engine::ActorSpec {
-                    kind: keel_actors::apiserver::workload::KIND.into(),
+                    kind: keel_actors::drivers::api_workload::KIND.into(),
                     config_json: config.to_string(),
                 },
             )

@@ -9,9 +9,11 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use keel_actors::apiserver::messages::{ApiRequest, ListOptions, Verb};
-use keel_actors::apiserver::script::{ScriptConfig, ScriptReport, ScriptStep, KIND as SCRIPT_KIND};
-use keel_actors::apiserver::workload::{ApiReport, ApiWorkloadConfig, KIND as WORKLOAD_KIND};
 use keel_actors::apiserver::{ApiServerConfig, KIND as API_KIND};
+use keel_actors::drivers::api_script::{
+    ScriptConfig, ScriptReport, ScriptStep, KIND as SCRIPT_KIND,
+};
+use keel_actors::drivers::api_workload::{ApiReport, ApiWorkloadConfig, KIND as WORKLOAD_KIND};
 use keel_actors::message::Report;
 use keel_actors::store::StoreConfig;
 use keel_engine::Address;

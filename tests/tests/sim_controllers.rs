@@ -10,8 +10,8 @@ use keel_tests::{api_cluster, default_ns_request, spec, ReportLog};
 #[test]
 fn the_quota_controller_recounts_a_newly_limited_resource() {
     use keel_actors::apiserver::messages::{ApiRequest, Verb};
-    use keel_actors::apiserver::script::{ScriptConfig, ScriptStep, KIND as SCRIPT_KIND};
     use keel_actors::controllers::{ControllerManagerConfig, KIND as CM_KIND};
+    use keel_actors::drivers::api_script::{ScriptConfig, ScriptStep, KIND as SCRIPT_KIND};
     use keel_actors::message::Report;
     use keel_engine::Address;
     use keel_sim::{FaultSchedule, Machine, NetworkConfig, SimConfig};

@@ -20,7 +20,7 @@
 
 use super::messages::{ApiMessage, ApiRequest, ApiResponse, EventType, Verb, WatchEvent};
 use super::object::status;
-use super::workload::ApiReport;
+use crate::drivers::api_workload::ApiReport;
 use crate::message::{Message, Report};
 use keel_engine::{Actor, Address, Context, Input, Time};
 use serde::{Deserialize, Serialize};

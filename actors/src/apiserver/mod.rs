@@ -16,17 +16,13 @@
 pub mod actor;
 pub mod admission;
 pub mod balancer;
-pub mod bench;
 pub use crate::client::api as client;
 pub mod defaults;
-pub mod fanout;
 pub mod messages;
 pub mod object;
 pub mod resources;
-pub mod script;
 pub mod selectors;
 pub mod validation;
-pub mod workload;
 
 pub use actor::{ApiServer, ApiServerConfig, KIND};
 pub use messages::{ApiMessage, ApiRequest, ApiResponse, EventType, ListOptions, Verb, WatchEvent};

@@ -9,22 +9,18 @@
 //! 4. [`messages`] — what members and clients say on the bus;
 //! 5. [`config`] — a member's configuration and limits;
 //! 6. [`actor`] — the member itself: raft + MVCC + watches + leases + membership;
-//! 7. [`client`] — the client library other actors embed;
-//! 8. [`workload`] — a client that runs a random workload and reports its history.
-//! 9. [`lease_workload`] — a client that holds a key on a lease, keeps it alive, then
-//!    lets it expire, reporting what it sees.
+//! 7. [`client`] — the client library other actors embed (it lives in `crate::client`).
+//!
+//! The store's drivers (workloads, benchmark, command-line client) are in
+//! `crate::drivers`.
 
 pub mod actor;
-pub mod bench;
-pub mod cli;
 pub use crate::client::store as client;
 pub mod config;
-pub mod lease_workload;
 pub mod messages;
 pub mod mvcc;
 pub mod raft_log;
 pub mod types;
-pub mod workload;
 
 pub use actor::{Store, KIND, LEADER_ROLE};
 pub use config::StoreConfig;

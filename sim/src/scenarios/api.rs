@@ -20,8 +20,8 @@ use crate::faults::{Fault, FaultSchedule, TimedFault};
 use crate::host::{Machine, NetworkConfig};
 use crate::invariant::{Invariant, Observation, World};
 use keel_actors::apiserver::balancer::{BalancerConfig, KIND as BALANCER_KIND};
-use keel_actors::apiserver::workload::{ApiReport, ApiWorkloadConfig, KIND as WORKLOAD_KIND};
 use keel_actors::apiserver::{ApiMessage, ApiServerConfig, KIND as API_KIND};
+use keel_actors::drivers::api_workload::{ApiReport, ApiWorkloadConfig, KIND as WORKLOAD_KIND};
 use keel_actors::message::Report;
 use keel_actors::store::StoreConfig;
 use keel_actors::Message;
@@ -672,7 +672,9 @@ impl Invariant for BalancerFailsOver {
 // ----- api-semantics: a scripted golden test through real API servers ----------------
 
 use keel_actors::apiserver::messages::{ApiRequest, ListOptions, Verb};
-use keel_actors::apiserver::script::{ScriptConfig, ScriptReport, ScriptStep, KIND as SCRIPT_KIND};
+use keel_actors::drivers::api_script::{
+    ScriptConfig, ScriptReport, ScriptStep, KIND as SCRIPT_KIND,
+};
 use serde_json::json;
 
 struct Expect {

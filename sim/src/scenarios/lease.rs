@@ -2,7 +2,7 @@
 //!
 //! Machines `s1..s3` host the store members, `c2` two workload clients (load for the
 //! store invariants, one of them watching) and `c1` one lease client
-//! ([`keel_actors::store::lease_workload`]) that grants a lease of [`TTL_SECONDS`],
+//! ([`keel_actors::drivers::lease_workload`]) that grants a lease of [`TTL_SECONDS`],
 //! puts `lease/1` on it, keeps it alive until half the run and then lets it expire.
 //! The leader is killed once while the lease is kept alive and once after the
 //! keep-alives stopped, before the lease's deadline at that leader.
@@ -25,8 +25,8 @@ use super::store::{self, at, network, spec, timed};
 use super::Setup;
 use crate::faults::{Fault, FaultSchedule};
 use crate::invariant::{Invariant, Observation, World};
+use keel_actors::drivers::lease_workload::{self, LeaseReport, LeaseWorkloadConfig};
 use keel_actors::message::{Report, StoreReport};
-use keel_actors::store::lease_workload::{self, LeaseReport, LeaseWorkloadConfig};
 use keel_actors::Message;
 use keel_engine::Address;
 use std::collections::BTreeMap;

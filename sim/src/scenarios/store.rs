@@ -18,8 +18,10 @@ use crate::faults::{Fault, FaultSchedule, TimedFault};
 use crate::host::{Machine, NetworkConfig};
 use crate::invariant::{Invariant, Observation, World};
 use crate::linearizability::{check_history, CheckResult, KvInput, KvOutput, Operation};
+use keel_actors::drivers::store_workload::{
+    KvOp, KvOutcome, WorkloadConfig, WorkloadReport, KEY_PREFIX,
+};
 use keel_actors::message::{Report, StoreReport};
-use keel_actors::store::workload::{KvOp, KvOutcome, WorkloadConfig, WorkloadReport, KEY_PREFIX};
 use keel_actors::store::{StoreConfig, StoreMessage, StoreRequest};
 use keel_actors::Message;
 use keel_engine::{ActorSpec, Address, Control};
@@ -71,10 +73,10 @@ pub fn machines(members: u64, joiners: u64, clients: u64, keys: u32) -> Vec<Mach
             actors.push((
                 Address::new(
                     format!("c{machine}"),
-                    keel_actors::store::workload::KIND,
+                    keel_actors::drivers::store_workload::KIND,
                     client as u32,
                 ),
-                spec(keel_actors::store::workload::KIND, &config),
+                spec(keel_actors::drivers::store_workload::KIND, &config),
             ));
         }
         machines.push(Machine {

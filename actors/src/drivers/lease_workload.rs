@@ -19,10 +19,10 @@
 //! this actor's clock, so they are exact as long as its clock is not stepped between
 //! the request and the answer.
 
-use super::client::{ClientConfig, Completion, StoreClient};
-use super::messages::{StoreMessage, StoreRequest, StoreResponse};
-use super::types::{PutRequest, RangeRequest, StoreError};
 use crate::message::{Message, Report};
+use crate::store::client::{ClientConfig, Completion, StoreClient};
+use crate::store::messages::{StoreMessage, StoreRequest, StoreResponse};
+use crate::store::types::{PutRequest, RangeRequest, StoreError};
 use keel_engine::{Actor, Address, Context, Input, Time};
 use rand::Rng;
 use serde::{Deserialize, Serialize};

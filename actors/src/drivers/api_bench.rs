@@ -2,9 +2,9 @@
 //! the API servers — creates, then gets, then updates, then lists of ConfigMaps — and
 //! reports every latency (the command computes hdrhistogram percentiles).
 
-use super::messages::{ApiMessage, ApiRequest, ListOptions, Verb};
+use crate::apiserver::messages::{ApiMessage, ApiRequest, ListOptions, Verb};
+use crate::drivers::store_bench::PhaseResult;
 use crate::message::Message;
-use crate::store::bench::PhaseResult;
 use keel_engine::{Actor, Address, Context, Control, Input, Time};
 use rand::Rng;
 use serde::{Deserialize, Serialize};

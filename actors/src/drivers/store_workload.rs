@@ -7,13 +7,13 @@
 //! names the write it saw. Operations: get (linearizable range), put, delete, and
 //! compare-and-swap (a txn comparing the key's value with what this client last read).
 
-use super::client::{ClientConfig, Completion, StoreClient, WatchOutput};
-use super::messages::{StoreMessage, StoreRequest, StoreResponse, WatchCreate};
-use super::types::{
+use crate::message::{Message, Report};
+use crate::store::client::{ClientConfig, Completion, StoreClient, WatchOutput};
+use crate::store::messages::{StoreMessage, StoreRequest, StoreResponse, WatchCreate};
+use crate::store::types::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, EventType, PutRequest, RangeRequest,
     RequestOp, StoreError, TxnRequest,
 };
-use crate::message::{Message, Report};
 use keel_engine::{Actor, Address, Context, Input};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -351,7 +351,7 @@ impl Actor for Workload {
                     let create = WatchCreate {
                         watch_id: 0,
                         key: KEY_PREFIX.as_bytes().to_vec(),
-                        range_end: super::types::prefix_end(KEY_PREFIX.as_bytes()),
+                        range_end: crate::store::types::prefix_end(KEY_PREFIX.as_bytes()),
                         start_revision: 1,
                         prev_kv: false,
                         progress_notify: true,

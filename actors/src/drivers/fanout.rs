@@ -9,8 +9,8 @@
 //! A round ends early (and the benchmark stops) when a watcher is cut off for falling
 //! behind; otherwise the benchmark stops after the first round over the threshold.
 
-use super::client::ResourceRef;
-use super::messages::{ApiMessage, EventType, ListOptions, Verb};
+use crate::apiserver::client::ResourceRef;
+use crate::apiserver::messages::{ApiMessage, EventType, ListOptions, Verb};
 use crate::message::Message;
 use keel_engine::{Actor, Address, Context, Control, Input, Time};
 use serde::{Deserialize, Serialize};

@@ -5,7 +5,7 @@
 //! A step may take the resourceVersion of an earlier answer (`use_version_of`), so a
 //! script can express "update with the version I read" and "update with a stale one".
 
-use super::messages::{ApiMessage, ApiRequest};
+use crate::apiserver::messages::{ApiMessage, ApiRequest};
 use crate::message::{Message, Report};
 use keel_engine::{Actor, Address, Context, Input};
 use serde::{Deserialize, Serialize};

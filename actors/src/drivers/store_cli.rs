@@ -3,12 +3,14 @@
 //!
 //! It prints with `Control::Output` and finishes with `Control::Done`; the real host
 //! prints the lines and stops when it is done. Retries, redirects to the leader and
-//! ambiguous outcomes are the client library's (see [`super::client`]).
+//! ambiguous outcomes are the client library's (see [`crate::store::client`]).
 
-use super::client::{ClientConfig, StoreClient, WatchOutput};
-use super::messages::{MemberStatus, StoreMessage, StoreRequest, StoreResponse, WatchCreate};
-use super::types::{EventType, KeyValue, StoreError};
 use crate::message::Message;
+use crate::store::client::{ClientConfig, StoreClient, WatchOutput};
+use crate::store::messages::{
+    MemberStatus, StoreMessage, StoreRequest, StoreResponse, WatchCreate,
+};
+use crate::store::types::{EventType, KeyValue, StoreError};
 use keel_engine::{Actor, Address, Context, Control, Input};
 use rand::Rng;
 use serde::{Deserialize, Serialize};

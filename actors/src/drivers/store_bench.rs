@@ -5,10 +5,10 @@
 //! Latencies come from `ctx.now()`, which is the wall clock in the real host. The
 //! percentiles are computed by the command (hdrhistogram), not here.
 
-use super::client::{ClientConfig, StoreClient};
-use super::messages::{StoreMessage, StoreRequest};
-use super::types::{PutRequest, RangeRequest};
 use crate::message::Message;
+use crate::store::client::{ClientConfig, StoreClient};
+use crate::store::messages::{StoreMessage, StoreRequest};
+use crate::store::types::{PutRequest, RangeRequest};
 use keel_engine::{Actor, Address, Context, Control, Input, Time};
 use rand::Rng;
 use serde::{Deserialize, Serialize};

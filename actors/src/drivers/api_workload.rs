@@ -1,6 +1,6 @@
 //! A client of the API server that exercises its semantics and reports what it saw, for
 //! the simulator's `api-replicas` checkers. It is built on the client library
-//! ([`super::client`]): requests balance over the endpoints (API servers or a
+//! ([`crate::apiserver::client`]): requests balance over the endpoints (API servers or a
 //! balancer), and the watcher is an informer.
 //!
 //! Roles (config `role`):
@@ -12,11 +12,11 @@
 //!   list's resourceVersion; on a lost event or a dead server it resumes, on 410 it
 //!   lists and watches again.
 
-use super::client::{
+use crate::apiserver::client::{
     ApiClient, ApiClientConfig, Change, Completion, InformerEvent, InformerSpec, Outputs,
     ResourceRef, TICK_MS,
 };
-use super::messages::{ApiMessage, ApiRequest, EventType, ListOptions};
+use crate::apiserver::messages::{ApiMessage, ApiRequest, EventType, ListOptions};
 use crate::message::Message;
 use keel_engine::{Actor, Address, Context, Input};
 use rand::Rng;
