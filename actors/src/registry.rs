@@ -28,11 +28,7 @@ pub struct Kind {
 
 /// The one builder: parses `spec`'s configuration as `C` and hands it to `new`; a bad
 /// configuration names the kind (`what`) and serde's reason.
-pub fn build<C, A>(
-    spec: &ActorSpec,
-    what: &str,
-    new: fn(C) -> Result<A, String>,
-) -> Built
+pub fn build<C, A>(spec: &ActorSpec, what: &str, new: fn(C) -> Result<A, String>) -> Built
 where
     C: DeserializeOwned,
     A: Actor<Message = Message> + 'static,

@@ -63,39 +63,8 @@ use std::fmt::Write as _;
 /// How many operations an explanation lists before it summarises the rest.
 const EXPLANATION_OPERATIONS_MAX: usize = 32;
 
-/// What a client asked of the KV store.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum KvInput {
-    Get {
-        key: String,
-    },
-    Put {
-        key: String,
-        value: String,
-    },
-    Delete {
-        key: String,
-    },
-    /// compare-and-swap: if the key's current value equals `expected` (None = key
-    /// absent), set `new` (None = delete)
-    Cas {
-        key: String,
-        expected: Option<String>,
-        new: Option<String>,
-    },
-}
-
-impl KvInput {
-    /// The key the operation reads or writes.
-    pub fn key(&self) -> &str {
-        match self {
-            KvInput::Get { key }
-            | KvInput::Put { key, .. }
-            | KvInput::Delete { key }
-            | KvInput::Cas { key, .. } => key,
-        }
-    }
-}
+/// What a client asked of the KV store: the workload's own operation type.
+pub use keel_actors::drivers::store_workload::KvOp;
 
 /// What the client observed as the answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,7 +89,7 @@ pub enum KvOutput {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Operation {
     pub client: u64,
-    pub input: KvInput,
+    pub input: KvOp,
     pub call_ns: u64,
     /// None when output is Unknown
     pub return_ns: Option<u64>,
@@ -146,22 +115,22 @@ pub enum CheckResult {
 
 /// The sequential specification: applies `input` to a register holding `value` and
 /// returns the new value and the output a correct store answers.
-pub fn step(value: &Option<String>, input: &KvInput) -> (Option<String>, KvOutput) {
+pub fn step(value: &Option<String>, input: &KvOp) -> (Option<String>, KvOutput) {
     match input {
-        KvInput::Get { .. } => (
+        KvOp::Get { .. } => (
             value.clone(),
             KvOutput::Get {
                 value: value.clone(),
             },
         ),
-        KvInput::Put { value: written, .. } => (Some(written.clone()), KvOutput::Put),
-        KvInput::Delete { .. } => (
+        KvOp::Put { value: written, .. } => (Some(written.clone()), KvOutput::Put),
+        KvOp::Delete { .. } => (
             None,
             KvOutput::Delete {
                 existed: value.is_some(),
             },
         ),
-        KvInput::Cas { expected, new, .. } => {
+        KvOp::Cas { expected, new, .. } => {
             let succeeded = value == expected;
             let next = if succeeded {
                 new.clone()
@@ -353,7 +322,7 @@ fn check_key(key: &str, operations: &[&Operation], budget_states_per_key: usize)
             (KvOutput::Unknown, _) | (_, None) => None,
             (output, Some(_)) => Some(output),
         };
-        if known_output.is_none() && matches!(operation.input, KvInput::Get { .. }) {
+        if known_output.is_none() && matches!(operation.input, KvOp::Get { .. }) {
             continue;
         }
         if let Some(return_ns) = operation.return_ns {
@@ -499,10 +468,10 @@ fn explain(key: &str, prepared: &[PreparedOperation<'_>], deepest: &DeepestPoint
 
 fn describe(operation: &Operation) -> String {
     let input = match &operation.input {
-        KvInput::Get { .. } => "Get".to_string(),
-        KvInput::Put { value, .. } => format!("Put {value:?}"),
-        KvInput::Delete { .. } => "Delete".to_string(),
-        KvInput::Cas { expected, new, .. } => format!("Cas expected {expected:?} new {new:?}"),
+        KvOp::Get { .. } => "Get".to_string(),
+        KvOp::Put { value, .. } => format!("Put {value:?}"),
+        KvOp::Delete { .. } => "Delete".to_string(),
+        KvOp::Cas { expected, new, .. } => format!("Cas expected {expected:?} new {new:?}"),
     };
     let output = match &operation.output {
         KvOutput::Get { value } => format!("{value:?}"),
@@ -533,7 +502,7 @@ mod tests {
     fn get(client: u64, key: &str, call_ns: u64, return_ns: u64, value: Option<&str>) -> Operation {
         Operation {
             client,
-            input: KvInput::Get {
+            input: KvOp::Get {
                 key: key.to_string(),
             },
             call_ns,
@@ -547,7 +516,7 @@ mod tests {
     fn put(client: u64, key: &str, value: &str, call_ns: u64, return_ns: u64) -> Operation {
         Operation {
             client,
-            input: KvInput::Put {
+            input: KvOp::Put {
                 key: key.to_string(),
                 value: value.to_string(),
             },
@@ -560,7 +529,7 @@ mod tests {
     fn put_unknown(client: u64, key: &str, value: &str, call_ns: u64) -> Operation {
         Operation {
             client,
-            input: KvInput::Put {
+            input: KvOp::Put {
                 key: key.to_string(),
                 value: value.to_string(),
             },
@@ -573,7 +542,7 @@ mod tests {
     fn delete(client: u64, key: &str, call_ns: u64, return_ns: u64, existed: bool) -> Operation {
         Operation {
             client,
-            input: KvInput::Delete {
+            input: KvOp::Delete {
                 key: key.to_string(),
             },
             call_ns,
@@ -593,7 +562,7 @@ mod tests {
     ) -> Operation {
         Operation {
             client,
-            input: KvInput::Cas {
+            input: KvOp::Cas {
                 key: key.to_string(),
                 expected: expected.map(str::to_string),
                 new: new.map(str::to_string),
@@ -790,7 +759,7 @@ mod tests {
             put(1, "k", "a", 0, 1),
             Operation {
                 client: 2,
-                input: KvInput::Cas {
+                input: KvOp::Cas {
                     key: "k".to_string(),
                     expected: Some("z".to_string()),
                     new: Some("b".to_string()),
@@ -811,7 +780,7 @@ mod tests {
         let history = vec![
             Operation {
                 client: 1,
-                input: KvInput::Get {
+                input: KvOp::Get {
                     key: "k".to_string(),
                 },
                 call_ns: 0,
@@ -822,7 +791,7 @@ mod tests {
             },
             Operation {
                 client: 2,
-                input: KvInput::Get {
+                input: KvOp::Get {
                     key: "k".to_string(),
                 },
                 call_ns: 0,
@@ -831,7 +800,7 @@ mod tests {
             },
             Operation {
                 client: 3,
-                input: KvInput::Put {
+                input: KvOp::Put {
                     key: "k".to_string(),
                     value: "x".to_string(),
                 },
@@ -942,13 +911,13 @@ mod tests {
             let key = format!("k{key}");
             let name = |index: usize| format!("v{index}");
             let input = match kind {
-                0 => KvInput::Get { key: key.clone() },
-                1 => KvInput::Put {
+                0 => KvOp::Get { key: key.clone() },
+                1 => KvOp::Put {
                     key: key.clone(),
                     value: name(value),
                 },
-                2 => KvInput::Delete { key: key.clone() },
-                _ => KvInput::Cas {
+                2 => KvOp::Delete { key: key.clone() },
+                _ => KvOp::Cas {
                     key: key.clone(),
                     expected: expected.map(name),
                     new: new.map(name),
@@ -982,7 +951,7 @@ mod tests {
         let known = |op: &Operation| op.return_ns.is_some() && op.output != KvOutput::Unknown;
         let operations: Vec<&Operation> = history
             .iter()
-            .filter(|op| known(op) || !matches!(op.input, KvInput::Get { .. }))
+            .filter(|op| known(op) || !matches!(op.input, KvOp::Get { .. }))
             .collect();
         fn search(
             operations: &[&Operation],
@@ -1051,26 +1020,26 @@ mod tests {
                 )| {
                     let (input, output) = match kind {
                         0 => (
-                            KvInput::Get { key: key() },
+                            KvOp::Get { key: key() },
                             KvOutput::Get {
                                 value: (outcome < 2).then(|| name(outcome as usize)),
                             },
                         ),
                         1 => (
-                            KvInput::Put {
+                            KvOp::Put {
                                 key: key(),
                                 value: name(value),
                             },
                             KvOutput::Put,
                         ),
                         2 => (
-                            KvInput::Delete { key: key() },
+                            KvOp::Delete { key: key() },
                             KvOutput::Delete {
                                 existed: outcome == 0,
                             },
                         ),
                         _ => (
-                            KvInput::Cas {
+                            KvOp::Cas {
                                 key: key(),
                                 expected: expected.map(name),
                                 new: new.map(name),
@@ -1191,13 +1160,13 @@ mod tests {
                     let key = format!("key-{}", rng.gen_range(0..20));
                     let value = |rng: &mut ChaCha8Rng| format!("v{}", rng.gen_range(0..4));
                     let input = match rng.gen_range(0..10) {
-                        0..=3 => KvInput::Get { key },
-                        4..=6 => KvInput::Put {
+                        0..=3 => KvOp::Get { key },
+                        4..=6 => KvOp::Put {
                             key,
                             value: value(&mut rng),
                         },
-                        7 => KvInput::Delete { key },
-                        _ => KvInput::Cas {
+                        7 => KvOp::Delete { key },
+                        _ => KvOp::Cas {
                             key,
                             expected: rng.gen_bool(0.8).then(|| value(&mut rng)),
                             new: rng.gen_bool(0.8).then(|| value(&mut rng)),

@@ -50,7 +50,9 @@ impl WorkloadConfig {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// One operation on the store seen as a map of registers: what the workload asks and
+/// what the simulator's linearizability checker (`keel_sim::linearizability`) models.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KvOp {
     Get {
         key: String,
@@ -62,11 +64,25 @@ pub enum KvOp {
     Delete {
         key: String,
     },
+    /// Compare-and-swap: if the key's value equals `expected` (None: the key is
+    /// absent), set it to `new` (None: delete it).
     Cas {
         key: String,
         expected: Option<String>,
-        new: String,
+        new: Option<String>,
     },
+}
+
+impl KvOp {
+    /// The key the operation reads or writes.
+    pub fn key(&self) -> &str {
+        match self {
+            KvOp::Get { key }
+            | KvOp::Put { key, .. }
+            | KvOp::Delete { key }
+            | KvOp::Cas { key, .. } => key,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -169,7 +185,7 @@ impl Workload {
             _ => KvOp::Cas {
                 expected: self.last_read.get(&key).cloned().flatten(),
                 key,
-                new: value,
+                new: Some(value),
             },
         };
         let request = match &op {
@@ -202,13 +218,20 @@ impl Workload {
                         target: CompareTarget::Version(0),
                     },
                 };
-                StoreRequest::Txn(TxnRequest {
-                    compare: vec![compare],
-                    success: vec![RequestOp::Put(PutRequest {
+                let swap = match new {
+                    Some(new) => RequestOp::Put(PutRequest {
                         key: key.as_bytes().to_vec(),
                         value: new.as_bytes().to_vec(),
                         ..Default::default()
-                    })],
+                    }),
+                    None => RequestOp::DeleteRange(DeleteRangeRequest {
+                        key: key.as_bytes().to_vec(),
+                        ..Default::default()
+                    }),
+                };
+                StoreRequest::Txn(TxnRequest {
+                    compare: vec![compare],
+                    success: vec![swap],
                     failure: Vec::new(),
                 })
             }

@@ -17,7 +17,7 @@ use super::Setup;
 use crate::faults::{Fault, FaultSchedule, TimedFault};
 use crate::host::{Machine, NetworkConfig};
 use crate::invariant::{Invariant, Observation, World};
-use crate::linearizability::{check_history, CheckResult, KvInput, KvOutput, Operation};
+use crate::linearizability::{check_history, CheckResult, KvOutput, Operation};
 use keel_actors::drivers::store_workload::{
     KvOp, KvOutcome, WorkloadConfig, WorkloadReport, KEY_PREFIX,
 };
@@ -312,19 +312,6 @@ pub struct Linearizable {
     unknown: u64,
 }
 
-fn to_input(op: &KvOp) -> KvInput {
-    match op.clone() {
-        KvOp::Get { key } => KvInput::Get { key },
-        KvOp::Put { key, value } => KvInput::Put { key, value },
-        KvOp::Delete { key } => KvInput::Delete { key },
-        KvOp::Cas { key, expected, new } => KvInput::Cas {
-            key,
-            expected,
-            new: Some(new),
-        },
-    }
-}
-
 impl Invariant for Linearizable {
     fn name(&self) -> &'static str {
         "linearizable"
@@ -373,7 +360,7 @@ impl Invariant for Linearizable {
                 };
                 self.done.push(Operation {
                     client: *client,
-                    input: to_input(&op),
+                    input: op.clone(),
                     call_ns,
                     return_ns,
                     output,
@@ -389,7 +376,7 @@ impl Invariant for Linearizable {
         for ((client, _), (op, call_ns)) in std::mem::take(&mut self.calls) {
             history.push(Operation {
                 client,
-                input: to_input(&op),
+                input: op.clone(),
                 call_ns,
                 return_ns: None,
                 output: KvOutput::Unknown,
