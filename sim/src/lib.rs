@@ -1,19 +1,40 @@
 //! keel-sim: the deterministic simulator host, on madsim.
 //!
-//! One seed gives one run, bit for bit: madsim schedules every task, owns time and the
-//! random number generator, and simulates the network; keel adds disks that lose
-//! unsynced writes, fault schedules, invariant checkers and the run summary.
+//! One seed gives one run, bit for bit. Each machine's actors, input queue and timers
+//! live in a `keel_engine::NodeRuntime`, the same runtime the real host drives, so the
+//! order in which a machine handles its inputs is the engine's one rule
+//! (`engine/src/node.rs`). The work is split:
+//! * **madsim** schedules the tasks (one thread, in an order drawn from the seed), owns
+//!   simulated time (the clocks the runtimes are given, sleeps and timeouts) and the
+//!   random number generator (latencies, loss, duplication, which unsynced batches
+//!   survive a crash, each actor's RNG seed), and gives one node per machine whose
+//!   handle kills, restarts, pauses and resumes it. madsim's network is not used.
+//! * **the host** ([`host`]) builds each machine's actors through `keel_actors::Registry`
+//!   and drives its runtime; carries datagrams (bincode envelopes, the real wire codec)
+//!   over its own network model — latency drawn uniformly from a range, loss,
+//!   duplication, a bounded in-flight queue per machine, partitions that drop at send;
+//!   keeps the disks (`MemStorage`, outside the madsim nodes so they survive a kill,
+//!   losing unsynced writes by the crash model when a machine is killed); applies clock
+//!   skew to what actors read as the wall clock; and reports every observation
+//!   ([`invariant::Observation`]) to the invariant checkers.
 //!
 //! Drive loop of a run ([`host::run`]):
-//! 1. build one madsim node per machine; each node's init task starts that machine's
-//!    actors (see [`host`] for the per-machine loop);
+//! 1. build one madsim node per machine; its init task creates the machine's
+//!    `NodeRuntime`, starts the actors (fresh on the first boot, restart after) and then
+//!    loops: hand over due datagrams, run turns until nothing is queued, release the
+//!    outputs, sleep until the next deadline or arrival (see [`host`]);
 //! 2. the main task applies the [`faults::FaultSchedule`] at its simulated times:
-//!    partitions and heals (cut links in the host's network model), kills and restarts (madsim node handles, plus
-//!    the disk crash model), pauses, clock skew, network changes;
-//! 3. every actor step is hashed into the trace hash (and written to a trace file when
-//!    recording) and every send, delivery, start, crash and fault is shown to the
-//!    [`invariant::Invariant`] checkers;
-//! 4. at the end the checkers judge the run and [`host::RunSummary`] is returned.
+//!    partitions and heals (cut links in the host's network model), kills and restarts
+//!    (madsim node handles; the host drops the machine's runtime and what was in flight
+//!    to it, and applies the disk crash model), killing the store leader (the machine of
+//!    the latest `Control::Claim` of the leader role), pauses and resumes (madsim node
+//!    handles), clock skew, network changes, and injected operator messages;
+//! 3. every trace event (one per actor input) is hashed into the trace hash (and
+//!    written to a trace file when recording), and every send (with whether a partition
+//!    cut it), loss, delivery, start, emitted observation, host control, crash and fault
+//!    is shown to the [`invariant::Invariant`] checkers, which may read the disks;
+//! 4. at the end the checkers judge the run (plus `actors-healthy`: every actor built
+//!    and handled every input) and [`host::RunSummary`] is returned.
 
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 

@@ -131,6 +131,8 @@ struct PendingRead {
 enum ReadOp {
     /// A linearizable range.
     Range(RangeRequest),
+    /// A linearizable read-only txn (etcd serves these as reads too).
+    Txn(TxnRequest),
     /// A lease keep-alive: renewed only once a quorum has confirmed this member still
     /// leads, as etcd does since 3.5 (etcd-io/etcd#15247 — a leader cut off from the
     /// others would otherwise renew a lease that the new leader on the other side
@@ -1010,10 +1012,26 @@ impl Store {
             if let Some(read) = self.pending_reads.remove(&read_id) {
                 let result = match &read.op {
                     ReadOp::Range(request) => self.mvcc.range(request).map(StoreResponse::Range),
+                    ReadOp::Txn(request) => self.mvcc.txn_read(request).map(StoreResponse::Txn),
                     ReadOp::KeepAlive(lease) => self.renew_lease(ctx.now(), *lease),
                 };
                 self.respond(ctx, read.client, read.request_id, result);
             }
+        }
+    }
+
+    /// Serves a linearizable read once a quorum confirms this member's state is current
+    /// (refused without a leader or over `inflight_reads_max`).
+    fn linearizable_read(&mut self, ctx: &mut Ctx<'_>, from: Address, id: u64, op: ReadOp) {
+        let now = ctx.now();
+        if self.leader_id().is_none() {
+            let error = self.no_leader_error(now);
+            self.respond(ctx, from, id, Err(error));
+        } else if self.pending_reads.len() >= self.config.inflight_reads_max {
+            let limit = self.config.inflight_reads_max;
+            self.respond(ctx, from, id, Err(StoreError::TooManyRequests { limit }));
+        } else {
+            self.start_read_index(from, id, op, now);
         }
     }
 
@@ -1038,19 +1056,15 @@ impl Store {
         }
         let now = ctx.now();
         match request {
+            StoreRequest::Range(range) if range.serializable => {
+                let result = self.mvcc.range(&range).map(StoreResponse::Range);
+                self.respond(ctx, from, id, result);
+            }
             StoreRequest::Range(range) => {
-                if range.serializable {
-                    let result = self.mvcc.range(&range).map(StoreResponse::Range);
-                    self.respond(ctx, from, id, result);
-                } else if self.leader_id().is_none() {
-                    let error = self.no_leader_error(now);
-                    self.respond(ctx, from, id, Err(error));
-                } else if self.pending_reads.len() >= self.config.inflight_reads_max {
-                    let limit = self.config.inflight_reads_max;
-                    self.respond(ctx, from, id, Err(StoreError::TooManyRequests { limit }));
-                } else {
-                    self.start_read_index(from, id, ReadOp::Range(range), now);
-                }
+                self.linearizable_read(ctx, from, id, ReadOp::Range(range))
+            }
+            StoreRequest::Txn(txn) if txn.is_read_only() => {
+                self.linearizable_read(ctx, from, id, ReadOp::Txn(txn))
             }
             StoreRequest::Put(put) => self.propose(ctx, from, id, ProposalOp::Put(put)),
             StoreRequest::DeleteRange(delete) => {

@@ -76,6 +76,9 @@ pub enum StoreRequest {
 impl StoreRequest {
     /// Whether the request changes the replicated state (goes through the raft log).
     pub fn is_write(&self) -> bool {
+        if let StoreRequest::Txn(txn) = self {
+            return !txn.is_read_only();
+        }
         !matches!(
             self,
             StoreRequest::Range(_)

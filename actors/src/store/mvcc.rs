@@ -379,6 +379,43 @@ impl Mvcc {
         Ok((response, events))
     }
 
+    /// Runs a read-only transaction ([`TxnRequest::is_read_only`]) without writing: the
+    /// same checks, compares and ranges as [`Mvcc::txn`], which would give the same
+    /// answer and change nothing. Refused (`InvalidTxn`) for a txn that writes.
+    pub fn txn_read(&self, request: &TxnRequest) -> Result<TxnResponse, StoreError> {
+        if !request.is_read_only() {
+            return Err(StoreError::Invalid(
+                "a txn that writes cannot be served as a read".into(),
+            ));
+        }
+        self.check_txn_request(request, 1)?;
+        self.check_request_size(request)?;
+        let plan = self.plan_txn(request);
+        self.check_txn_state(request, &plan)?;
+        let ops = if plan.succeeded {
+            &request.success
+        } else {
+            &request.failure
+        };
+        let responses = ops
+            .iter()
+            .filter_map(|op| match op {
+                RequestOp::Range(range) => Some(ResponseOp::Range(
+                    self.range_at(range, self.current_revision),
+                )),
+                // is_read_only admitted ranges only.
+                _ => None,
+            })
+            .collect();
+        let mut response = TxnResponse {
+            header_revision: self.current_revision,
+            succeeded: plan.succeeded,
+            responses,
+        };
+        set_txn_header(&mut response, self.current_revision);
+        Ok(response)
+    }
+
     /// Forgets history not needed to read at `revision` or later, and the change log up
     /// to it. Refused at or below the current compaction (`Compacted`) and above the
     /// current revision (`FutureRevision`).
@@ -1550,6 +1587,77 @@ mod tests {
             ]
         ));
         assert_eq!(store.current_revision(), 4, "compares never write");
+    }
+
+    /// A read-only txn served as a read answers exactly what the same txn applied as a
+    /// write does (both branches, historical and compacted ranges included), and a txn
+    /// that writes is refused as a read.
+    #[test]
+    fn read_only_txns_read_as_the_write_path_would() {
+        let mut store = store();
+        put(&mut store, b"a", b"1"); // 2
+        put(&mut store, b"b", b"2"); // 3
+        put(&mut store, b"a", b"3"); // 4
+        store.compact(3).unwrap();
+        use CompareResult::*;
+        use CompareTarget::*;
+        let reads = |revision| {
+            vec![
+                RequestOp::Range(range_request(b"a", b"")),
+                RequestOp::Range(RangeRequest {
+                    revision,
+                    ..range_request(b"a", &prefix_end(b"a"))
+                }),
+                RequestOp::Range(RangeRequest {
+                    count_only: true,
+                    ..range_request(&[0], &[0])
+                }),
+            ]
+        };
+        let cases = [
+            (compare(b"a", Equal, ModRevision(4)), 0),
+            (compare(b"a", Equal, ModRevision(2)), 0),
+            (compare(b"b", Equal, Value(b"2".to_vec())), 4),
+            (compare(b"missing", Equal, Version(0)), 3),
+            (compare(b"b", Equal, Version(7)), 2),
+        ];
+        for (compare, revision) in cases {
+            let txn = TxnRequest {
+                compare: vec![compare.clone()],
+                success: reads(revision),
+                failure: reads(0)[..1].to_vec(),
+            };
+            assert!(txn.is_read_only());
+            let before = store.digest();
+            let read = store.txn_read(&txn);
+            assert_eq!(store.digest(), before);
+            let mut applied = Mvcc::restore(&store.snapshot()).unwrap();
+            let written = applied.txn(&txn).map(|(response, events)| {
+                assert!(events.is_empty());
+                response
+            });
+            assert!(read.is_ok(), "{compare:?} at {revision}: {read:?}");
+            assert_eq!(read, written, "{compare:?} at {revision}");
+        }
+        // A revision below the compaction fails the same way on both paths.
+        let compacted = TxnRequest {
+            success: reads(2),
+            ..TxnRequest::default()
+        };
+        let answer = store.txn_read(&compacted);
+        assert!(
+            matches!(answer, Err(StoreError::Compacted { .. })),
+            "{answer:?}"
+        );
+        let writes = TxnRequest {
+            success: vec![RequestOp::Put(put_request(b"c", b"x"))],
+            ..TxnRequest::default()
+        };
+        assert!(!writes.is_read_only());
+        assert!(matches!(
+            store.txn_read(&writes),
+            Err(StoreError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -169,6 +169,18 @@ pub struct TxnRequest {
     pub failure: Vec<RequestOp>,
 }
 
+impl TxnRequest {
+    /// Whether both branches only read (ranges, no nested txns). etcd serves such a txn
+    /// as it serves a range — a linearizable read confirmed by ReadIndex, no log entry,
+    /// no fsync — and so does keel's store.
+    pub fn is_read_only(&self) -> bool {
+        self.success
+            .iter()
+            .chain(&self.failure)
+            .all(|op| matches!(op, RequestOp::Range(_)))
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxnResponse {
     pub header_revision: i64,
