@@ -1,5 +1,9 @@
-//! The `keel` command line. This file only parses arguments; the commands live in
-//! `commands/` and the work in the crates.
+//! The `keel` command line. This file parses arguments and dispatches; the commands
+//! live in `commands/` and the work in the crates. The subcommands: `sim`, `replay`,
+//! `scenarios` (the simulator and its traces); `kinds` (prints the actor registry,
+//! `keel_actors::registry::KINDS`, here); `selftest`, `store`, `apiserver`,
+//! `api-client`, `api-balancer` (real-mode nodes and clients over the TCP bus);
+//! `bench store|api`; `version`.
 
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
@@ -45,9 +49,11 @@ enum Command {
     Kinds,
     /// Run one real machine of the self-test protocol over TCP (until the store lands).
     Selftest(commands::node::NodeArgs),
-    /// Run a store member (keel's etcd), or talk to one: put, get, del, watch, member, status.
+    /// Run a store member (keel's etcd), or talk to one: put, get, del, watch, compact,
+    /// member, status.
     Store(commands::store::StoreArgs),
-    /// Benchmarks with hdrhistogram percentiles: `keel bench store [--compare-etcd]`.
+    /// Benchmarks with hdrhistogram percentiles: `keel bench store [--compare-etcd]`,
+    /// `keel bench api`.
     Bench(commands::bench::BenchArgs),
     /// Run an API server over a store cluster (bus only; the HTTPS edge comes later).
     Apiserver(commands::api::ApiServerArgs),

@@ -4,11 +4,11 @@
 //! live in a `keel_engine::NodeRuntime`, the same runtime the real host drives, so the
 //! order in which a machine handles its inputs is the engine's one rule
 //! (`engine/src/node.rs`). The work is split:
-//! * **madsim** schedules the tasks (one thread, in an order drawn from the seed), owns
-//!   simulated time (the clocks the runtimes are given, sleeps and timeouts) and the
-//!   random number generator (latencies, loss, duplication, which unsynced batches
-//!   survive a crash, each actor's RNG seed), and gives one node per machine whose
-//!   handle kills, restarts, pauses and resumes it. madsim's network is not used.
+//! * **madsim** schedules the tasks (on one thread, deterministically from the seed),
+//!   owns simulated time (the clocks the runtimes are given, sleeps and timeouts) and
+//!   the random number generator (latencies, loss, duplication, how many unsynced
+//!   batches survive a crash, each actor's RNG seed), and gives one node per machine
+//!   whose handle kills, restarts, pauses and resumes it. madsim's network is not used.
 //! * **the host** ([`host`]) builds each machine's actors through `keel_actors::Registry`
 //!   and drives its runtime; carries datagrams (bincode envelopes, the real wire codec)
 //!   over its own network model — latency drawn uniformly from a range, loss,
@@ -35,6 +35,11 @@
 //!    is shown to the [`invariant::Invariant`] checkers, which may read the disks;
 //! 4. at the end the checkers judge the run (plus `actors-healthy`: every actor built
 //!    and handled every input) and [`host::RunSummary`] is returned.
+//!
+//! The other modules: [`faults`] (schedules as serde data), [`nemesis`] (a schedule
+//! drawn from the seed), [`scenarios`] (named runs for `keel sim --scenario`), and
+//! [`linearizability`] (the checker of KV histories; its operation type is the store
+//! workload's `keel_actors::drivers::store_workload::KvOp`, re-exported).
 
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 

@@ -1,5 +1,12 @@
 //! Command implementations behind `keel`'s subcommands.
 //!
+//! One file per command group: [`sim`] (`keel sim`, `keel scenarios`) with [`sweep`]
+//! (`keel sim --seeds A..B`), [`replay`], [`node`] (`keel selftest`), [`store`] (the
+//! member daemon and its client commands, and the `HOST:PORT` endpoint parsing that
+//! `keel api-client` shares), [`api`] (`keel apiserver`, `keel api-client`,
+//! `keel api-balancer`), [`bench`] and [`bench_api`] (`keel bench store|api`).
+//! `keel version` is [`version`] below; `keel kinds` is printed in `main.rs`.
+//!
 //! Exit codes: 0 success, 1 a run that failed its checks (or a replay that diverged),
 //! 2 bad input (flags, files), reported as one line on stderr.
 

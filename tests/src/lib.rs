@@ -414,6 +414,11 @@ impl OneMachine {
         self.settle();
     }
 
+    /// The runtime itself, to hand over several envelopes before a turn runs.
+    pub fn runtime_mut(&mut self) -> &mut keel_engine::NodeRuntime<keel_actors::Message> {
+        &mut self.runtime
+    }
+
     /// Takes the envelopes sent so far.
     pub fn take_sent(&mut self) -> Vec<keel_engine::Envelope<keel_actors::Message>> {
         std::mem::take(&mut self.sent)

@@ -116,3 +116,64 @@ fn a_duplicated_watch_request_starts_one_stream() {
         "{messages:?}"
     );
 }
+
+/// Two ConfigMaps created in the same instant in a namespace with a ResourceQuota: both
+/// are admitted against the same quota revision, the second write finds the quota
+/// changed and is admitted again — both answered 201 and both charged (before, the
+/// second got 409 AlreadyExists: the failure branch's quota read was taken for the
+/// object's own).
+#[test]
+fn creates_racing_for_a_quota_are_admitted_again_not_refused() {
+    let (mut machine, api, client) = api_machine();
+    let quota = json!({"apiVersion": "v1", "kind": "ResourceQuota",
+        "metadata": {"name": "q"}, "spec": {"hard": {"configmaps": "10"}}});
+    let create = |resource: &str, body: serde_json::Value| {
+        default_ns_request(Verb::Create, resource, None, Some(body))
+    };
+    machine.deliver(Envelope::new(
+        client.clone(),
+        api.clone(),
+        request(1, create("resourcequotas", quota)),
+    ));
+    machine.advance(100);
+    for (id, name) in [(2, "a"), (3, "b")] {
+        let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}});
+        // Handed over together: both admissions read before either writes.
+        machine
+            .runtime_mut()
+            .deliver(Envelope::new(
+                client.clone(),
+                api.clone(),
+                request(id, create("configmaps", body)),
+            ))
+            .unwrap();
+    }
+    machine.advance(200);
+    let mut get = default_ns_request(Verb::Get, "resourcequotas", Some("q"), None);
+    get.options = Default::default();
+    machine.deliver(Envelope::new(client.clone(), api.clone(), request(4, get)));
+    machine.advance(100);
+    let messages = received(&mut machine, &client);
+    let answers: Vec<(u64, u16)> = messages
+        .iter()
+        .filter_map(|m| match m {
+            ApiMessage::Response { id, response } => Some((*id, response.code)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        answers,
+        [(1, 201), (2, 201), (3, 201), (4, 200)],
+        "{messages:?}"
+    );
+    let quota = messages
+        .iter()
+        .find_map(|m| match m {
+            ApiMessage::Response { id: 4, response } => {
+                serde_json::from_slice::<serde_json::Value>(&response.body).ok()
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(quota["status"]["used"]["configmaps"], "2", "{quota}");
+}

@@ -458,17 +458,21 @@ fn api_replicas_seeds_that_once_stalled_a_writer() {
 }
 
 /// The per-loss allowance of `api-writes-resume` is counted from the network's own
-/// reports: seed 2 loses two of writer 2's messages after the last fault and still
-/// holds. (Seed 88 needed the allowance under the node runtime's first ordering — it
-/// lost a writer's update, its 409 and its next update after the heal, 10.3 s without
-/// an answer, and failed at 9 s without it; the client layer's send order changed that
-/// run.)
+/// reports: seed 2 loses messages of writers after the last fault (the allowance map is
+/// not empty) and still holds. (Seed 88 needed the allowance under the node runtime's
+/// first ordering — it lost a writer's update, its 409 and its next update after the
+/// heal, 10.3 s without an answer, and failed at 9 s without it; later changes to the
+/// request path changed that run, and which writers lose what on seed 2.)
 #[test]
 fn api_writes_resume_allows_a_timeout_per_lost_write() {
     let summary = run_named("api-replicas", 2, None);
     let resume = verdict(&summary, "api-writes-resume");
     assert!(summary.ok, "{:?}", summary.invariants);
-    assert!(resume.detail.contains("2: 2"), "{}", resume.detail);
+    assert!(
+        !resume.detail.contains("of its own: {})"),
+        "no writer lost a message after the last fault: {}",
+        resume.detail
+    );
 }
 
 /// `api-writes-resume` fails when writers are cut off after the last fault (a one-way

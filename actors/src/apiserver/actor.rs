@@ -172,17 +172,12 @@ pub enum ApiTimer {
 enum Stage {
     Get,
     List,
-    CreateCheckNamespace,
-    /// LimitRange admission: reading the namespace's LimitRanges for a Pod.
-    CreateCheckLimits,
-    /// ResourceQuota admission: reading the namespace's quotas to charge a create.
-    CreateCheckQuota,
-    /// A new ResourceQuota counts the objects that already exist (resources in order).
-    CreateQuotaUsage {
-        resources: Vec<&'static Resource>,
+    /// Admission of a namespaced create: everything it must read (the namespace, a
+    /// Pod's LimitRanges and PriorityClass, the quotas, what a new quota counts) in one
+    /// read-only transaction.
+    CreateAdmit {
+        reads: AdmitReads,
     },
-    /// Priority admission: resolving `spec.priorityClassName` of a Pod.
-    CreateCheckPriority,
     CreateWrite,
     UpdateRead,
     UpdateWrite {
@@ -204,6 +199,20 @@ enum Stage {
     Compact,
 }
 
+/// Where each admission read of a create sits in its read transaction's responses (the
+/// namespace is always first).
+#[derive(Clone, Debug, Default)]
+struct AdmitReads {
+    /// The namespace's LimitRanges (Pods).
+    limits: Option<usize>,
+    /// The PriorityClass a Pod names.
+    priority: Option<usize>,
+    /// The namespace's ResourceQuotas.
+    quotas: usize,
+    /// What a new ResourceQuota counts: each counted resource's objects.
+    counted: Vec<(usize, &'static Resource)>,
+}
+
 struct Op {
     client: Option<(Address, u64)>,
     request: ApiRequest,
@@ -213,6 +222,12 @@ struct Op {
     prepared: Option<Value>,
     /// Quotas written with the object: key, mod revision read, new value.
     quota_writes: Vec<(Vec<u8>, i64, Value)>,
+    /// A create's object before admission changed it (LimitRange defaults, priority,
+    /// quota usage): a create whose admission must run again starts from it.
+    unadmitted: Option<Value>,
+    /// The mod revision of the namespace a create was admitted in: the write compares
+    /// it, so nothing is created in a namespace that began terminating meanwhile.
+    namespace_revision: Option<i64>,
 }
 
 struct Cache {
@@ -596,7 +611,7 @@ impl ApiServer {
                     client,
                     request.clone(),
                     resource,
-                    Stage::CreateCheckNamespace,
+                    Stage::CreateWrite,
                     Some(prepared),
                 );
                 return self.create_step(ctx, op_id);
@@ -648,8 +663,10 @@ impl ApiServer {
                 resource,
                 stage,
                 attempts: 0,
+                unadmitted: prepared.clone(),
                 prepared,
                 quota_writes: Vec::new(),
+                namespace_revision: None,
             },
         );
         self.next_op
@@ -811,106 +828,148 @@ impl ApiServer {
         Ok(object)
     }
 
-    /// After namespace and LimitRange admission: priority admission (a store read) for a
-    /// pod naming a class, else the write.
-    fn create_after_limits(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        op_id: u64,
-        op: &mut Op,
-    ) -> Option<ApiResponse> {
-        let now = ctx.now();
-        let class = op
-            .prepared
-            .as_ref()
-            .and_then(|o| o["spec"]["priorityClassName"].as_str().map(str::to_string));
-        if let (true, Some(class)) = (op.resource.kind == "Pod", class.filter(|c| !c.is_empty())) {
-            op.stage = Stage::CreateCheckPriority;
-            let key = Resource::find("scheduling.k8s.io", "priorityclasses")
-                .map(|r| r.key(None, &class))
-                .unwrap_or_default()
-                .into_bytes();
-            let request = StoreRequest::Range(RangeRequest {
-                key,
-                ..Default::default()
-            });
-            return self.next_step(ctx, now, op_id, request);
-        }
-        self.create_check_quota(ctx, op_id, op)
-    }
-
-    /// ResourceQuota admission: read the namespace's quotas (then charge and write).
-    fn create_check_quota(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        op_id: u64,
-        op: &mut Op,
-    ) -> Option<ApiResponse> {
-        let now = ctx.now();
-        if !op.resource.namespaced {
-            op.stage = Stage::CreateWrite;
-            let request = self.create_txn(ctx, op);
-            return self.next_step(ctx, now, op_id, request);
-        }
-        let namespace = op.request.namespace.clone().unwrap_or_default();
-        let counting = matches!(op.stage, Stage::CreateQuotaUsage { .. });
-        if op.resource.kind == "ResourceQuota" && !counting {
-            // Count what the namespace already holds (one read of each resource).
-            let quota = op.prepared.clone().unwrap_or_default();
-            let resources: Vec<&'static Resource> = admission::quota_resources(&quota)
-                .iter()
-                .filter_map(|(plural, group)| Resource::find(group, plural))
-                .filter(|r| r.namespaced)
-                .collect();
-            let success = resources
-                .iter()
-                .map(|r| {
-                    let prefix = r.prefix(Some(&namespace)).into_bytes();
-                    RequestOp::Range(RangeRequest {
-                        range_end: prefix_end(&prefix),
-                        key: prefix,
-                        ..Default::default()
-                    })
-                })
-                .collect();
-            op.stage = Stage::CreateQuotaUsage { resources };
-            let request = StoreRequest::Txn(TxnRequest {
-                compare: Vec::new(),
-                success,
-                failure: Vec::new(),
-            });
-            return self.next_step(ctx, now, op_id, request);
-        }
-        op.stage = Stage::CreateCheckQuota;
-        let request = quotas_read(&namespace);
-        self.next_step(ctx, now, op_id, request)
-    }
-
+    /// Sends a create's next request: its admission read when namespaced (from the
+    /// object as it was before admission), else its write.
     fn create_step(&mut self, ctx: &mut Ctx<'_>, op_id: u64) {
         let now = ctx.now();
-        let Some(op) = self.ops.get(&op_id) else {
+        let Some(mut op) = self.ops.remove(&op_id) else {
             return;
         };
-        let request = match &op.stage {
-            Stage::CreateCheckNamespace if op.resource.namespaced => {
-                let ns = op.request.namespace.clone().unwrap_or_default();
-                StoreRequest::Range(RangeRequest {
-                    key: RESOURCES[0].key(None, &ns).into_bytes(),
-                    ..Default::default()
-                })
-            }
-            _ => {
-                let mut op = self.ops.remove(&op_id).expect("the operation exists");
-                op.stage = Stage::CreateWrite;
-                let request = self.create_txn(ctx, &mut op);
-                self.ops.insert(op_id, op);
-                request
-            }
+        let request = if op.resource.namespaced {
+            op.prepared = op.unadmitted.clone();
+            op.quota_writes.clear();
+            op.namespace_revision = None;
+            let (reads, request) = admission_read(&op);
+            op.stage = Stage::CreateAdmit { reads };
+            request
+        } else {
+            op.stage = Stage::CreateWrite;
+            self.create_txn(ctx, &mut op)
         };
+        self.ops.insert(op_id, op);
         if let Err(e) = self.store(ctx, now, op_id, request) {
             let op = self.ops.remove(&op_id);
             self.reply(ctx, op.and_then(|o| o.client), store_failure(&e));
         }
+    }
+
+    /// Admission of a namespaced create from its one read: the namespace exists and is
+    /// not terminating, LimitRanges and the PriorityClass apply to a Pod, a new quota
+    /// counts what exists, and every quota can be charged. `Err` is the answer refusing
+    /// the create.
+    fn admit(op: &mut Op, reads: &AdmitReads, responses: &[ResponseOp]) -> Result<(), ApiResponse> {
+        let range = |index: usize| match responses.get(index) {
+            Some(ResponseOp::Range(range)) => Ok(range),
+            _ => Err(failure(
+                500,
+                "InternalError",
+                "the admission read came back incomplete".into(),
+            )),
+        };
+        let resource = op.resource;
+        let ns = op.request.namespace.clone().unwrap_or_default();
+        let Some(kv) = range(0)?.kvs.first() else {
+            return Err(not_found(&RESOURCES[0], &ns));
+        };
+        let namespace_object: Value = serde_json::from_slice(&kv.value).unwrap_or_default();
+        if meta_str(&namespace_object, "deletionTimestamp").is_some() {
+            return Err(failure(
+                403,
+                "Forbidden",
+                format!(
+                    "unable to create new content in namespace {ns} because it is being terminated"
+                ),
+            ));
+        }
+        op.namespace_revision = Some(kv.mod_revision);
+        let Some(object) = op.prepared.as_mut() else {
+            return Err(failure(500, "InternalError", "no object".into()));
+        };
+        if let Some(index) = reads.limits {
+            // LimitRange admission reads the namespace's ranges live (a range created
+            // just before the pod must apply to it).
+            let ranges: Vec<Value> = range(index)?
+                .kvs
+                .iter()
+                .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
+                .collect();
+            let refs: Vec<&Value> = ranges.iter().collect();
+            if let Err(errors) = admission::apply_limit_ranges(object, &refs) {
+                let pod = meta_str(object, "name").unwrap_or("").to_string();
+                let reason = if errors.len() == 1 {
+                    errors[0].clone()
+                } else {
+                    format!("[{}]", errors.join(", "))
+                };
+                return Err(failure(
+                    403,
+                    "Forbidden",
+                    format!("pods \"{pod}\" is forbidden: {reason}"),
+                ));
+            }
+        }
+        if let Some(index) = reads.priority {
+            let class = object["spec"]["priorityClassName"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            let Some(kv) = range(index)?.kvs.first() else {
+                let pod = meta_str(object, "name").unwrap_or("").to_string();
+                return Err(failure(
+                    403,
+                    "Forbidden",
+                    format!(
+                        "pods \"{pod}\" is forbidden: no PriorityClass with name {class} was found"
+                    ),
+                ));
+            };
+            let priority_class: Value = serde_json::from_slice(&kv.value).unwrap_or_default();
+            let value = priority_class["value"].as_i64().unwrap_or(0);
+            object["spec"]["priority"] = json!(value);
+            if let Some(policy) = priority_class.get("preemptionPolicy") {
+                object["spec"]["preemptionPolicy"] = policy.clone();
+            }
+        }
+        if !reads.counted.is_empty() {
+            let mut existing = Vec::new();
+            for (index, counted) in &reads.counted {
+                for kv in &range(*index)?.kvs {
+                    let object: Value = serde_json::from_slice(&kv.value).unwrap_or_default();
+                    existing.push((
+                        counted.plural.to_string(),
+                        counted.group.to_string(),
+                        counted.kind.to_string(),
+                        object,
+                    ));
+                }
+            }
+            admission::count_existing(object, &existing);
+        }
+        let object = object.clone();
+        let usage = admission::usage(resource.plural, resource.group, resource.kind, &object);
+        op.quota_writes.clear();
+        for kv in &range(reads.quotas)?.kvs {
+            let quota: Value = serde_json::from_slice(&kv.value).unwrap_or_default();
+            match admission::charge(&quota, &usage, &object, 1) {
+                Err(message) => {
+                    let name = meta_str(&object, "name").unwrap_or("");
+                    return Err(failure(
+                        403,
+                        "Forbidden",
+                        format!(
+                            "{} \"{name}\" is forbidden: {message}",
+                            qualified(resource.plural, resource.group)
+                        ),
+                    ));
+                }
+                Ok(Some(charged)) => {
+                    op.quota_writes
+                        .push((kv.key.clone(), kv.mod_revision, charged))
+                }
+                Ok(None) => {}
+            }
+        }
+        Ok(())
     }
 
     // ----- store answers ------------------------------------------------------------
@@ -977,139 +1036,10 @@ impl ApiServer {
             (Stage::List, StoreResponse::Range(r)) => {
                 Some(self.list_response(resource, &op.request, r.kvs, r.header_revision))
             }
-            (Stage::CreateCheckNamespace, StoreResponse::Range(r)) => {
-                let ns = namespace.unwrap_or_default();
-                match r.kvs.first() {
-                    None => Some(not_found(&RESOURCES[0], &ns)),
-                    Some(kv) => {
-                        let namespace_object: Value =
-                            serde_json::from_slice(&kv.value).unwrap_or_default();
-                        if meta_str(&namespace_object, "deletionTimestamp").is_some() {
-                            return Some(failure(
-                                403,
-                                "Forbidden",
-                                format!("unable to create new content in namespace {ns} because it is being terminated"),
-                            ));
-                        }
-                        if resource.kind == "Pod" {
-                            // LimitRange admission reads the namespace's ranges live (a
-                            // range created just before the pod must apply to it).
-                            op.stage = Stage::CreateCheckLimits;
-                            let prefix = Resource::find("", "limitranges")
-                                .map(|r| r.prefix(Some(&ns)))
-                                .unwrap_or_default()
-                                .into_bytes();
-                            let request = StoreRequest::Range(RangeRequest {
-                                range_end: prefix_end(&prefix),
-                                key: prefix,
-                                ..Default::default()
-                            });
-                            return self.next_step(ctx, now, op_id, request);
-                        }
-                        self.create_after_limits(ctx, op_id, op)
-                    }
-                }
-            }
-            (Stage::CreateCheckLimits, StoreResponse::Range(r)) => {
-                let ranges: Vec<Value> = r
-                    .kvs
-                    .iter()
-                    .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
-                    .collect();
-                let Some(object) = op.prepared.as_mut() else {
-                    return Some(failure(500, "InternalError", "no object".into()));
-                };
-                let refs: Vec<&Value> = ranges.iter().collect();
-                if let Err(errors) = admission::apply_limit_ranges(object, &refs) {
-                    let pod = meta_str(object, "name").unwrap_or("").to_string();
-                    let reason = if errors.len() == 1 {
-                        errors[0].clone()
-                    } else {
-                        format!("[{}]", errors.join(", "))
-                    };
-                    return Some(failure(
-                        403,
-                        "Forbidden",
-                        format!("pods \"{pod}\" is forbidden: {reason}"),
-                    ));
-                }
-                self.create_after_limits(ctx, op_id, op)
-            }
-            (Stage::CreateCheckPriority, StoreResponse::Range(r)) => {
-                let Some(object) = op.prepared.as_mut() else {
-                    return Some(failure(500, "InternalError", "no object".into()));
-                };
-                let class = object["spec"]["priorityClassName"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string();
-                match r.kvs.first() {
-                    None => {
-                        let pod = meta_str(object, "name").unwrap_or("").to_string();
-                        return Some(failure(
-                            403,
-                            "Forbidden",
-                            format!("pods \"{pod}\" is forbidden: no PriorityClass with name {class} was found"),
-                        ));
-                    }
-                    Some(kv) => {
-                        let priority_class: Value =
-                            serde_json::from_slice(&kv.value).unwrap_or_default();
-                        let value = priority_class["value"].as_i64().unwrap_or(0);
-                        object["spec"]["priority"] = json!(value);
-                        if let Some(policy) = priority_class.get("preemptionPolicy") {
-                            object["spec"]["preemptionPolicy"] = policy.clone();
-                        }
-                    }
-                }
-                self.create_check_quota(ctx, op_id, op)
-            }
-            (Stage::CreateQuotaUsage { resources }, StoreResponse::Txn(t)) => {
-                let mut existing = Vec::new();
-                for (counted, response) in resources.iter().zip(&t.responses) {
-                    if let ResponseOp::Range(range) = response {
-                        for kv in &range.kvs {
-                            let object: Value =
-                                serde_json::from_slice(&kv.value).unwrap_or_default();
-                            existing.push((
-                                counted.plural.to_string(),
-                                counted.group.to_string(),
-                                counted.kind.to_string(),
-                                object,
-                            ));
-                        }
-                    }
-                }
-                if let Some(quota) = op.prepared.as_mut() {
-                    admission::count_existing(quota, &existing);
-                }
-                self.create_check_quota(ctx, op_id, op)
-            }
-            (Stage::CreateCheckQuota, StoreResponse::Range(r)) => {
-                let object = op.prepared.clone().unwrap_or_default();
-                let usage =
-                    admission::usage(resource.plural, resource.group, resource.kind, &object);
-                op.quota_writes.clear();
-                for kv in &r.kvs {
-                    let quota: Value = serde_json::from_slice(&kv.value).unwrap_or_default();
-                    match admission::charge(&quota, &usage, &object, 1) {
-                        Err(message) => {
-                            let name = meta_str(&object, "name").unwrap_or("");
-                            return Some(failure(
-                                403,
-                                "Forbidden",
-                                format!(
-                                    "{} \"{name}\" is forbidden: {message}",
-                                    qualified(resource.plural, resource.group)
-                                ),
-                            ));
-                        }
-                        Ok(Some(charged)) => {
-                            op.quota_writes
-                                .push((kv.key.clone(), kv.mod_revision, charged))
-                        }
-                        Ok(None) => {}
-                    }
+            (Stage::CreateAdmit { reads }, StoreResponse::Txn(t)) => {
+                let reads = reads.clone();
+                if let Err(refused) = Self::admit(op, &reads, &t.responses) {
+                    return Some(refused);
                 }
                 op.stage = Stage::CreateWrite;
                 let request = self.create_txn(ctx, op);
@@ -1129,10 +1059,10 @@ impl ApiServer {
                         body: body(&object),
                     });
                 }
-                let exists = t
-                    .responses
-                    .iter()
-                    .any(|r| matches!(r, ResponseOp::Range(range) if range.count > 0));
+                // The failure branch reads the object's key first (then the namespace
+                // and the quotas, which exist): only that first read says "exists".
+                let exists = matches!(t.responses.first(),
+                    Some(ResponseOp::Range(range)) if range.count > 0);
                 if exists {
                     let message = format!(
                         "{} \"{name}\" already exists",
@@ -1148,20 +1078,39 @@ impl ApiServer {
                         ),
                     });
                 }
-                // A quota it charged changed meanwhile (another create or delete in the
-                // namespace): charge it again from its new usage.
-                let quota_changed = op.quota_writes.iter().any(|(key, revision, _)| {
-                    !t.responses.iter().any(|r| {
+                // A quota it charged or its namespace changed meanwhile (another
+                // create or delete in the namespace, the namespace being deleted):
+                // admit it again from what is there now.
+                let unchanged = |key: &[u8], revision: i64| {
+                    t.responses.iter().any(|r| {
                         matches!(r, ResponseOp::Range(range)
-                            if range.kvs.first().is_some_and(|kv| &kv.key == key && kv.mod_revision == *revision))
+                            if range.kvs.first().is_some_and(|kv| kv.key == key && kv.mod_revision == revision))
                     })
-                });
-                if quota_changed {
+                };
+                let namespace_key = op
+                    .request
+                    .namespace
+                    .as_deref()
+                    .map(|ns| RESOURCES[0].key(None, ns).into_bytes());
+                let namespace_changed = match (&namespace_key, op.namespace_revision) {
+                    (Some(key), Some(revision)) => !unchanged(key, revision),
+                    _ => false,
+                };
+                let quota_changed = op
+                    .quota_writes
+                    .iter()
+                    .any(|(key, revision, _)| !unchanged(key, *revision));
+                if namespace_changed || quota_changed {
                     op.attempts += 1;
                     if op.attempts >= self.config.update_attempts_max {
                         return Some(conflict(resource, &name));
                     }
-                    return self.create_check_quota(ctx, op_id, op);
+                    op.prepared = op.unadmitted.clone();
+                    op.quota_writes.clear();
+                    op.namespace_revision = None;
+                    let (reads, request) = admission_read(op);
+                    op.stage = Stage::CreateAdmit { reads };
+                    return self.next_step(ctx, now, op_id, request);
                 }
                 // The object is new but an IP or port it wanted was taken meanwhile.
                 if requested_allocations(&op.request) {
@@ -2225,6 +2174,18 @@ impl ApiServer {
             count_only: true,
             ..Default::default()
         })];
+        if let (Some(ns), Some(revision)) = (&op.request.namespace, op.namespace_revision) {
+            // Admitted in this namespace as it was at `revision`: nothing is created
+            // in a namespace that began terminating since (folded into the write
+            // instead of a read before it).
+            let namespace_key = RESOURCES[0].key(None, ns).into_bytes();
+            compare.push(unchanged_since(&namespace_key, revision));
+            failure.push(RequestOp::Range(RangeRequest {
+                key: namespace_key,
+                keys_only: true,
+                ..Default::default()
+            }));
+        }
         for (quota_key, revision, charged) in &op.quota_writes {
             compare.push(unchanged_since(quota_key, *revision));
             success.push(RequestOp::Put(PutRequest {
@@ -2416,6 +2377,65 @@ fn unchanged_since(key: &[u8], revision: i64) -> Compare {
         result: CompareResult::Equal,
         target: CompareTarget::ModRevision(revision),
     }
+}
+
+/// The one read a namespaced create's admission needs: the namespace, then for a Pod
+/// its namespace's LimitRanges and the PriorityClass it names, the namespace's
+/// ResourceQuotas, and for a new ResourceQuota each resource it counts. A read-only
+/// transaction: one linearizable read at one revision instead of up to four in a row.
+fn admission_read(op: &Op) -> (AdmitReads, StoreRequest) {
+    let ns = op.request.namespace.clone().unwrap_or_default();
+    let object = op.prepared.clone().unwrap_or_default();
+    let key_read = |key: Vec<u8>| {
+        RequestOp::Range(RangeRequest {
+            key,
+            ..Default::default()
+        })
+    };
+    let prefix_read = |resource: Option<&Resource>| {
+        let prefix = resource
+            .map(|r| r.prefix(Some(&ns)))
+            .unwrap_or_default()
+            .into_bytes();
+        RequestOp::Range(RangeRequest {
+            range_end: prefix_end(&prefix),
+            key: prefix,
+            ..Default::default()
+        })
+    };
+    let mut reads = AdmitReads::default();
+    let mut success = vec![key_read(RESOURCES[0].key(None, &ns).into_bytes())];
+    if op.resource.kind == "Pod" {
+        reads.limits = Some(success.len());
+        success.push(prefix_read(Resource::find("", "limitranges")));
+        let class = object["spec"]["priorityClassName"].as_str().unwrap_or("");
+        if !class.is_empty() {
+            reads.priority = Some(success.len());
+            let key = Resource::find("scheduling.k8s.io", "priorityclasses")
+                .map(|r| r.key(None, class))
+                .unwrap_or_default()
+                .into_bytes();
+            success.push(key_read(key));
+        }
+    }
+    reads.quotas = success.len();
+    success.push(prefix_read(Resource::find("", "resourcequotas")));
+    if op.resource.kind == "ResourceQuota" {
+        for resource in admission::quota_resources(&object)
+            .iter()
+            .filter_map(|(plural, group)| Resource::find(group, plural))
+            .filter(|r| r.namespaced)
+        {
+            reads.counted.push((success.len(), resource));
+            success.push(prefix_read(Some(resource)));
+        }
+    }
+    let request = StoreRequest::Txn(TxnRequest {
+        compare: Vec::new(),
+        success,
+        failure: Vec::new(),
+    });
+    (reads, request)
 }
 
 /// Reads a namespace's ResourceQuotas.
