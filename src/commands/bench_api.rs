@@ -41,6 +41,10 @@ pub struct ApiBenchArgs {
     apiservers: usize,
     #[arg(long, default_value_t = 256)]
     value_size: usize,
+    /// What the crud phases create, read and update: configmap, or pod (admission
+    /// reads the namespace, LimitRanges and quotas for each pod create).
+    #[arg(long, default_value = "configmap", value_parser = ["configmap", "pod"])]
+    object: String,
     /// What to measure, comma-separated: crud, fanout.
     #[arg(long, default_value = "crud,fanout")]
     measure: String,
@@ -134,6 +138,11 @@ pub fn run(args: ApiBenchArgs) -> u8 {
             phase_ms: phase.as_millis() as u64,
             warmup_ms: 30_000,
             value_bytes: args.value_size,
+            object: if args.object == "pod" {
+                keel_actors::drivers::api_bench::BenchObject::Pod
+            } else {
+                keel_actors::drivers::api_bench::BenchObject::Configmap
+            },
         }),
         fanout: measures.contains(&"fanout").then(|| FanoutConfig {
             apiservers: apiservers.clone(),

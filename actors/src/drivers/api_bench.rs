@@ -1,6 +1,7 @@
 //! The actor behind `keel bench api`: keeps `concurrency` API requests in flight against
-//! the API servers — creates, then gets, then updates, then lists of ConfigMaps — and
-//! reports every latency (the command computes hdrhistogram percentiles).
+//! the API servers — creates, then gets, then updates, then lists of ConfigMaps (or
+//! Pods: `object`) — and reports every latency (the command computes hdrhistogram
+//! percentiles).
 
 use crate::apiserver::messages::{ApiMessage, ApiRequest, ListOptions, Verb};
 use crate::drivers::store_bench::PhaseResult;
@@ -21,6 +22,21 @@ pub struct ApiBenchConfig {
     pub phase_ms: u64,
     pub warmup_ms: u64,
     pub value_bytes: usize,
+    /// What the requests create, read and update.
+    #[serde(default)]
+    pub object: BenchObject,
+}
+
+/// The object the bench works on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BenchObject {
+    /// A ConfigMap whose data holds the value (admission: namespace and quota).
+    #[default]
+    Configmap,
+    /// A Pod carrying the value as an annotation (admission: namespace, LimitRanges
+    /// and quota — the reads the create path batches).
+    Pod,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -71,12 +87,25 @@ impl ApiBench {
     }
 
     fn request(&mut self, ctx: &mut Context<'_, Message, ApiBenchTimer>) -> ApiRequest {
-        let configmap = |name: String, value: &str| json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": name, "labels": { "bench": "yes" } }, "data": { "v": value } });
+        let pods = self.config.object == BenchObject::Pod;
+        let configmap = |name: String, value: &str| {
+            if pods {
+                // What admission and defaulting would add is given, so an update that
+                // sends the same body changes only the annotation (pod updates may not
+                // change the spec).
+                json!({ "apiVersion": "v1", "kind": "Pod",
+                    "metadata": { "name": name, "labels": { "bench": "yes" }, "annotations": { "v": value } },
+                    "spec": { "containers": [{ "name": "c", "image": "busybox" }],
+                        "serviceAccountName": "default", "priority": 0 } })
+            } else {
+                json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": name, "labels": { "bench": "yes" } }, "data": { "v": value } })
+            }
+        };
         let base = |verb: Verb, name: Option<String>, body: Option<serde_json::Value>| ApiRequest {
             verb,
             group: String::new(),
             version: "v1".into(),
-            resource: "configmaps".into(),
+            resource: if pods { "pods" } else { "configmaps" }.into(),
             subresource: None,
             namespace: Some("default".into()),
             name,
