@@ -356,9 +356,14 @@ pub struct FaultsTookEffect {
     expect_cut: bool,
     expect_crash: bool,
     expect_restart: bool,
-    /// When a partition with a running sender began, while it stands.
+    /// Since when a standing partition has cut a link whose sender runs.
     partition_since_ms: Option<u64>,
-    stopped: BTreeSet<String>,
+    /// The links (from, to) the standing partitions cut.
+    links: BTreeSet<(String, String)>,
+    /// Machines killed and not restarted (a resume does not revive them).
+    killed: BTreeSet<String>,
+    /// Machines paused and not resumed or restarted.
+    paused: BTreeSet<String>,
     cut: u64,
     crashes: u64,
     batches_lost: u64,
@@ -373,6 +378,21 @@ const PARTITION_EFFECT_MS: u64 = 500;
 impl FaultsTookEffect {
     pub fn expecting(_schedule: &FaultSchedule) -> Self {
         FaultsTookEffect::default()
+    }
+
+    fn running(&self, node: &str) -> bool {
+        !self.killed.contains(node) && !self.paused.contains(node)
+    }
+
+    /// After a fault: a partition counts while one of its cut links has a running
+    /// sender; the time it counted ends when none has.
+    fn update_partition(&mut self, at_ms: u64) {
+        let effective = self.links.iter().any(|(from, _)| self.running(from));
+        match (effective, self.partition_since_ms) {
+            (true, None) => self.partition_since_ms = Some(at_ms),
+            (false, Some(_)) => self.partition_ends(at_ms),
+            _ => {}
+        }
     }
 
     fn partition_ends(&mut self, at_ms: u64) {
@@ -402,47 +422,47 @@ impl Invariant for FaultsTookEffect {
             Observation::Delivered { id, .. } => {
                 self.duplicates_delivered += u64::from(!self.seen.insert(*id));
             }
-            Observation::Fault { at_ms, fault } => match fault {
-                Fault::Partition { groups } => {
-                    // Expect an effect only if some cut link joins two distinct machines
-                    // and its sender is running.
-                    let cuts_a_running_link = groups.iter().enumerate().any(|(i, left)| {
-                        groups.iter().enumerate().any(|(j, right)| {
-                            i != j
-                                && left.iter().any(|a| {
-                                    !self.stopped.contains(a) && right.iter().any(|b| a != b)
-                                })
-                        })
-                    });
-                    if cuts_a_running_link {
-                        self.partition_since_ms.get_or_insert(*at_ms);
+            Observation::Fault { at_ms, fault } => {
+                match fault {
+                    Fault::Partition { groups } => {
+                        for (i, left) in groups.iter().enumerate() {
+                            for (j, right) in groups.iter().enumerate() {
+                                for a in left.iter().filter(|_| i != j) {
+                                    for b in right.iter().filter(|b| *b != a) {
+                                        self.links.insert((a.clone(), b.clone()));
+                                    }
+                                }
+                            }
+                        }
                     }
-                }
-                Fault::PartitionOneWay { from, to }
-                    if from != to && !self.stopped.contains(from) =>
-                {
-                    self.partition_since_ms.get_or_insert(*at_ms);
-                }
-                Fault::Heal => self.partition_ends(*at_ms),
-                Fault::Kill { node } | Fault::Pause { node } => {
-                    if matches!(fault, Fault::Kill { .. }) && !self.stopped.contains(node) {
+                    Fault::PartitionOneWay { from, to } if from != to => {
+                        self.links.insert((from.clone(), to.clone()));
+                    }
+                    Fault::Heal => self.links.clear(),
+                    Fault::Kill { node } => {
+                        // Only a running machine is expected to lose writes.
+                        if self.running(node) {
+                            self.expect_crash = true;
+                        }
+                        self.killed.insert(node.clone());
+                    }
+                    Fault::Pause { node } => {
+                        self.paused.insert(node.clone());
+                    }
+                    Fault::Restart { node } => {
                         self.expect_crash = true;
+                        self.expect_restart = true;
+                        self.killed.remove(node);
+                        self.paused.remove(node);
                     }
-                    self.stopped.insert(node.clone());
-                }
-                Fault::Restart { .. } => {
-                    // A machine must be running (or stopped only by a pause) to crash again.
-                    self.expect_crash = true;
-                    self.expect_restart = true;
-                    if let Fault::Restart { node } = fault {
-                        self.stopped.remove(node);
+                    // A resume wakes a paused machine; a killed one stays dead.
+                    Fault::Resume { node } => {
+                        self.paused.remove(node);
                     }
+                    _ => {}
                 }
-                Fault::Resume { node } => {
-                    self.stopped.remove(node);
-                }
-                _ => {}
-            },
+                self.update_partition(*at_ms);
+            }
             _ => {}
         }
         Ok(())
