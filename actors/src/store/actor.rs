@@ -21,16 +21,13 @@
 //! Durability: the state machine is rebuilt on restart from the last snapshot plus the
 //! log (both synced before anything that depends on them is sent).
 
+use super::apply::{Applied, ConfContext, FollowUp, Proposal, ProposalOp, StateMachine};
 use super::config::StoreConfig;
 use super::messages::{
     Member, MemberStatus, StoreMessage, StoreRequest, StoreResponse, WatchCreate, WatchEvents,
 };
-use super::mvcc::Mvcc;
 use super::raft_log::RaftLog;
-use super::types::{
-    CompactRequest, DeleteRangeRequest, Event, KeyRange, PutRequest, RangeRequest, StoreError,
-    TxnRequest,
-};
+use super::types::{Event, KeyRange, RangeRequest, StoreError, TxnRequest};
 use crate::message::{Message, Report, StoreReport};
 use keel_engine::{Actor, Address, Context, Control, Input, Time, WriteBatch};
 use protobuf::Message as _;
@@ -61,59 +58,6 @@ pub enum StoreTimer {
 struct Meta {
     magic: String,
     member_id: u64,
-}
-
-/// A write as it travels in the raft log.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-struct Proposal {
-    origin: u64,
-    seq: u64,
-    /// The client's (session, request id), when it has a session: applied at most once.
-    client_request: Option<(u64, u64)>,
-    op: ProposalOp,
-}
-
-/// Which requests of one client session were applied (replicated state).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-struct Session {
-    /// Request ids at or below this count as applied (they fell out of the window).
-    floor: u64,
-    applied: BTreeSet<u64>,
-    last_index: u64,
-}
-
-/// Request ids remembered per session, and sessions remembered in all. A session
-/// evicted (the least recently active) loses its duplicate protection; the bus only
-/// duplicates within seconds, long before that.
-const SESSION_WINDOW_IDS: usize = 1024;
-const SESSIONS_MAX: usize = 16_384;
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-enum ProposalOp {
-    Put(PutRequest),
-    DeleteRange(DeleteRangeRequest),
-    Txn(TxnRequest),
-    Compact(CompactRequest),
-    LeaseGrant { id: i64, ttl_seconds: i64 },
-    LeaseRevoke { id: i64 },
-}
-
-/// The context of a membership change entry.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-struct ConfContext {
-    origin: u64,
-    seq: u64,
-    member: Member,
-    auto_promote: bool,
-}
-
-/// What a snapshot's data holds.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-struct SnapshotData {
-    mvcc: Vec<u8>,
-    members: Vec<Member>,
-    auto_promote: Vec<u64>,
-    sessions: Vec<(u64, Session)>,
 }
 
 struct PendingWrite {
@@ -159,13 +103,11 @@ pub struct Store {
     /// Set when the member cannot run (corrupt or foreign data): it answers every
     /// request with this reason instead of starting empty.
     fatal: Option<String>,
-    mvcc: Mvcc,
-    members: BTreeMap<u64, Member>,
-    auto_promote: BTreeSet<u64>,
-    sessions: BTreeMap<u64, Session>,
+    /// The replicated state: MVCC, the member directory, client sessions, the applied
+    /// index.
+    state: StateMachine,
     /// Addresses learned from raft messages, for members not (yet) in the directory.
     seen_addresses: BTreeMap<u64, Address>,
-    applied: u64,
     next_seq: u64,
     pending_writes: BTreeMap<u64, PendingWrite>,
     next_read: u64,
@@ -228,15 +170,11 @@ impl Store {
             })
             .collect();
         Ok(Store {
-            mvcc: Mvcc::new(config.limits.clone()),
+            state: StateMachine::new(config.limits.clone(), members),
             config,
             raft: None,
             fatal: None,
-            members,
-            auto_promote: BTreeSet::new(),
-            sessions: BTreeMap::new(),
             seen_addresses: BTreeMap::new(),
-            applied: 0,
             next_seq: 0,
             pending_writes: BTreeMap::new(),
             next_read: 0,
@@ -329,13 +267,8 @@ impl Store {
                         .map(|(id, _)| *id)
                         .collect()
                 };
-                let initial = SnapshotData {
-                    mvcc: Mvcc::new(self.config.limits.clone()).snapshot(),
-                    members: self.members.values().cloned().collect(),
-                    auto_promote: Vec::new(),
-                    sessions: Vec::new(),
-                };
-                let data = bincode::serialize(&initial).expect("snapshot data serializes");
+                // The fresh state: empty MVCC, the initial members, no sessions.
+                let data = self.state.snapshot();
                 let (log, mut batch) = RaftLog::bootstrap(voters, data);
                 let meta = Meta {
                     magic: META_MAGIC.into(),
@@ -351,11 +284,12 @@ impl Store {
             }
         };
         let snapshot = log.last_snapshot().clone();
-        if !snapshot.get_data().is_empty() {
-            self.restore_state_machine(snapshot.get_data())?;
-        }
         let applied = snapshot.get_metadata().index;
-        self.applied = applied;
+        if snapshot.get_data().is_empty() {
+            self.state.applied = applied;
+        } else {
+            self.state.restore(snapshot.get_data(), applied)?;
+        }
         let raft_config = raft::Config {
             id: self.config.id,
             election_tick: self.config.election_ticks,
@@ -377,21 +311,11 @@ impl Store {
         Ok(())
     }
 
-    fn restore_state_machine(&mut self, data: &[u8]) -> Result<(), String> {
-        let snapshot: SnapshotData = bincode::deserialize(data)
-            .map_err(|e| format!("snapshot data does not decode: {e}"))?;
-        self.mvcc = Mvcc::restore(&snapshot.mvcc)
-            .map_err(|e| format!("snapshot state does not decode: {e}"))?;
-        self.members = snapshot.members.into_iter().map(|m| (m.id, m)).collect();
-        self.auto_promote = snapshot.auto_promote.into_iter().collect();
-        self.sessions = snapshot.sessions.into_iter().collect();
-        Ok(())
-    }
-
     // ----- helpers ------------------------------------------------------------------
 
     fn address_of(&self, id: u64) -> Option<Address> {
-        self.members
+        self.state
+            .members
             .get(&id)
             .map(|m| m.address.clone())
             .or_else(|| self.seen_addresses.get(&id).cloned())
@@ -500,6 +424,7 @@ impl Store {
             // cannot know how long the old leader had already counted.
             let now = ctx.now();
             self.lease_deadlines = self
+                .state
                 .mvcc
                 .leases()
                 .into_iter()
@@ -579,11 +504,11 @@ impl Store {
                 let _ = ctx.persist(batch);
             }
             if installed {
-                if let Err(reason) = self.restore_state_machine(snapshot.get_data()) {
+                let index = snapshot.get_metadata().index;
+                if let Err(reason) = self.state.restore(snapshot.get_data(), index) {
                     self.fatal = Some(reason);
                     return;
                 }
-                self.applied = snapshot.get_metadata().index;
                 self.entries_since_snapshot = 0;
                 // Watchers ahead of the snapshot keep going; behind it they re-sync.
                 self.cancel_lagging_watchers(ctx);
@@ -663,7 +588,7 @@ impl Store {
                     self.apply_conf_change(ctx, &entry)
                 }
             }
-            self.applied = entry.index;
+            self.state.applied = entry.index;
             self.entries_since_snapshot += 1;
             if self.removed && self.raft.is_some() {
                 // This member applied its own removal: it stops, as an etcd member
@@ -679,8 +604,8 @@ impl Store {
                 ctx.emit(Message::Report(Report::Store(StoreReport::Applied {
                     id: self.config.id,
                     index: entry.index,
-                    revision: self.mvcc.current_revision(),
-                    digest: self.mvcc.digest(),
+                    revision: self.state.mvcc.current_revision(),
+                    digest: self.state.mvcc.digest(),
                 })));
             }
         }
@@ -694,77 +619,41 @@ impl Store {
                 // corruption, and applying around it would fork the state machines.
                 self.fatal = Some(format!(
                     "raft entry at index {} does not decode: {e}",
-                    self.applied + 1
+                    self.state.applied + 1
                 ));
                 return;
             }
         };
         let now = ctx.now();
-        if let Some((session, request_id)) = proposal.client_request {
-            if !self.first_application(session, request_id) {
+        let (result, events) = match self.state.apply_write(&proposal) {
+            Applied::Duplicate => {
                 // A duplicate of a request already applied: the client has (or will
                 // time out on) the first answer; applying again could undo later writes.
                 self.pending_writes.remove(&proposal.seq);
                 return;
             }
-        }
-        let (result, events) = match proposal.op {
-            ProposalOp::Put(request) => match self.mvcc.put(&request) {
-                Ok((response, events)) => (Ok(StoreResponse::Put(response)), events),
-                Err(e) => (Err(e), Vec::new()),
-            },
-            ProposalOp::DeleteRange(request) => match self.mvcc.delete_range(&request) {
-                Ok((response, events)) => (Ok(StoreResponse::DeleteRange(response)), events),
-                Err(e) => (Err(e), Vec::new()),
-            },
-            ProposalOp::Txn(request) => match self.mvcc.txn(&request) {
-                Ok((response, events)) => (Ok(StoreResponse::Txn(response)), events),
-                Err(e) => (Err(e), Vec::new()),
-            },
-            ProposalOp::Compact(request) => match self.mvcc.compact(request.revision) {
-                Ok(()) => {
-                    self.cancel_lagging_watchers(ctx);
-                    (
-                        Ok(StoreResponse::Compact {
-                            header_revision: self.mvcc.current_revision(),
-                        }),
-                        Vec::new(),
-                    )
-                }
-                Err(e) => (Err(e), Vec::new()),
-            },
-            ProposalOp::LeaseGrant { id, ttl_seconds } => match self
-                .mvcc
-                .lease_grant(id, ttl_seconds)
-            {
-                Ok(()) => {
-                    if self.is_leader() {
-                        self.lease_deadlines
-                            .insert(id, now.plus(Duration::from_secs(ttl_seconds.max(1) as u64)));
+            Applied::Done {
+                result,
+                events,
+                follow_up,
+            } => {
+                match follow_up {
+                    FollowUp::Nothing => {}
+                    FollowUp::Compacted => self.cancel_lagging_watchers(ctx),
+                    FollowUp::LeaseGranted { id, ttl_seconds } => {
+                        if self.is_leader() {
+                            self.lease_deadlines.insert(
+                                id,
+                                now.plus(Duration::from_secs(ttl_seconds.max(1) as u64)),
+                            );
+                        }
                     }
-                    (
-                        Ok(StoreResponse::LeaseGrant {
-                            id,
-                            ttl_seconds,
-                            header_revision: self.mvcc.current_revision(),
-                        }),
-                        Vec::new(),
-                    )
+                    FollowUp::LeaseRevoked { id } => {
+                        self.lease_deadlines.remove(&id);
+                        self.revoking.remove(&id);
+                    }
                 }
-                Err(e) => (Err(e), Vec::new()),
-            },
-            ProposalOp::LeaseRevoke { id } => {
-                self.lease_deadlines.remove(&id);
-                self.revoking.remove(&id);
-                match self.mvcc.lease_revoke(id) {
-                    Ok((revision, events)) => (
-                        Ok(StoreResponse::LeaseRevoke {
-                            header_revision: revision,
-                        }),
-                        events,
-                    ),
-                    Err(e) => (Err(e), Vec::new()),
-                }
+                (result, events)
             }
         };
         if !events.is_empty() {
@@ -777,32 +666,6 @@ impl Store {
                 }
             }
         }
-    }
-
-    /// Records that `request_id` of `session` is being applied; false if it already was.
-    fn first_application(&mut self, session: u64, request_id: u64) -> bool {
-        let index = self.applied + 1;
-        let entry = self.sessions.entry(session).or_default();
-        if request_id <= entry.floor || !entry.applied.insert(request_id) {
-            return false;
-        }
-        entry.last_index = index;
-        if entry.applied.len() > SESSION_WINDOW_IDS {
-            if let Some(oldest) = entry.applied.pop_first() {
-                entry.floor = entry.floor.max(oldest);
-            }
-        }
-        if self.sessions.len() > SESSIONS_MAX {
-            let stalest = self
-                .sessions
-                .iter()
-                .min_by_key(|(id, s)| (s.last_index, **id))
-                .map(|(id, _)| *id);
-            if let Some(id) = stalest {
-                self.sessions.remove(&id);
-            }
-        }
-        true
     }
 
     fn apply_conf_change(&mut self, ctx: &mut Ctx<'_>, entry: &raft::eraftpb::Entry) {
@@ -846,50 +709,26 @@ impl Store {
                 // nemesis: a learner added after the last snapshot was sent that
                 // snapshot, refused it, and never caught up).
                 self.entries_since_snapshot = self.config.snapshot_every_entries;
-                for single in change.get_changes() {
-                    let id = single.node_id;
+                let changes = change.get_changes();
+                if self
+                    .state
+                    .apply_membership(changes, context.as_ref(), self.config.id)
+                {
+                    self.removed = true;
+                }
+                for single in changes {
                     match single.get_change_type() {
                         ConfChangeType::AddNode => {
-                            if let Some(member) = self.members.get_mut(&id) {
-                                member.learner = false;
-                            } else if let Some(ctxt) = &context {
-                                self.members.insert(
-                                    id,
-                                    Member {
-                                        learner: false,
-                                        ..ctxt.member.clone()
-                                    },
-                                );
-                            }
-                            self.auto_promote.remove(&id);
-                            self.promoting.remove(&id);
-                        }
-                        ConfChangeType::AddLearnerNode => {
-                            if let Some(ctxt) = &context {
-                                self.members.insert(
-                                    id,
-                                    Member {
-                                        learner: true,
-                                        ..ctxt.member.clone()
-                                    },
-                                );
-                                if ctxt.auto_promote {
-                                    self.auto_promote.insert(id);
-                                }
-                            }
+                            self.promoting.remove(&single.node_id);
                         }
                         ConfChangeType::RemoveNode => {
-                            self.members.remove(&id);
-                            self.auto_promote.remove(&id);
-                            self.last_heard.remove(&id);
-                            if id == self.config.id {
-                                self.removed = true;
-                            }
+                            self.last_heard.remove(&single.node_id);
                         }
+                        ConfChangeType::AddLearnerNode => {}
                     }
                 }
                 Ok(StoreResponse::Members {
-                    header_revision: self.mvcc.current_revision(),
+                    header_revision: self.state.mvcc.current_revision(),
                     members: self.member_list(),
                 })
             }
@@ -934,21 +773,15 @@ impl Store {
         {
             return;
         }
-        let data = SnapshotData {
-            mvcc: self.mvcc.snapshot(),
-            members: self.members.values().cloned().collect(),
-            auto_promote: self.auto_promote.iter().copied().collect(),
-            sessions: self.sessions.iter().map(|(k, v)| (*k, v.clone())).collect(),
-        };
+        let bytes = self.state.snapshot();
         let Some(raft) = self.raft.as_mut() else {
             return;
         };
         let conf_state = raft.raft.prs().conf().to_conf_state();
         let mut batch = WriteBatch::new();
-        let bytes = bincode::serialize(&data).expect("snapshot data serializes");
         if raft
             .mut_store()
-            .install_local_snapshot(self.applied, bytes, conf_state, &mut batch)
+            .install_local_snapshot(self.state.applied, bytes, conf_state, &mut batch)
             .is_ok()
         {
             self.entries_since_snapshot = 0;
@@ -987,7 +820,7 @@ impl Store {
         // then lose its keys to the revocation already under way.
         let expired = self.revoking.contains(&lease)
             || self.lease_deadlines.get(&lease).is_some_and(|d| *d <= now);
-        match self.mvcc.lease_ttl(lease) {
+        match self.state.mvcc.lease_ttl(lease) {
             Some(_) if expired => Err(StoreError::LeaseNotFound(lease)),
             Some(ttl) => {
                 self.lease_deadlines
@@ -1002,7 +835,7 @@ impl Store {
     }
 
     fn serve_ready_reads(&mut self, ctx: &mut Ctx<'_>) {
-        let applied = self.applied;
+        let applied = self.state.applied;
         let (ready, waiting): (Vec<_>, Vec<_>) = self
             .ready_reads
             .drain(..)
@@ -1011,8 +844,12 @@ impl Store {
         for (_, read_id) in ready {
             if let Some(read) = self.pending_reads.remove(&read_id) {
                 let result = match &read.op {
-                    ReadOp::Range(request) => self.mvcc.range(request).map(StoreResponse::Range),
-                    ReadOp::Txn(request) => self.mvcc.txn_read(request).map(StoreResponse::Txn),
+                    ReadOp::Range(request) => {
+                        self.state.mvcc.range(request).map(StoreResponse::Range)
+                    }
+                    ReadOp::Txn(request) => {
+                        self.state.mvcc.txn_read(request).map(StoreResponse::Txn)
+                    }
                     ReadOp::KeepAlive(lease) => self.renew_lease(ctx.now(), *lease),
                 };
                 self.respond(ctx, read.client, read.request_id, result);
@@ -1057,7 +894,7 @@ impl Store {
         let now = ctx.now();
         match request {
             StoreRequest::Range(range) if range.serializable => {
-                let result = self.mvcc.range(&range).map(StoreResponse::Range);
+                let result = self.state.mvcc.range(&range).map(StoreResponse::Range);
                 self.respond(ctx, from, id, result);
             }
             StoreRequest::Range(range) => {
@@ -1091,7 +928,7 @@ impl Store {
                     // Positive, unused, drawn from the seeded RNG.
                     loop {
                         let candidate = (rand::Rng::gen::<u64>(ctx.rng()) >> 2) as i64 + 1;
-                        if self.mvcc.lease_ttl(candidate).is_none() {
+                        if self.state.mvcc.lease_ttl(candidate).is_none() {
                             break candidate;
                         }
                     }
@@ -1128,7 +965,10 @@ impl Store {
                     self.respond(ctx, from, id, Err(error));
                     return;
                 }
-                let result = match (self.mvcc.lease_ttl(lease), self.lease_deadlines.get(&lease)) {
+                let result = match (
+                    self.state.mvcc.lease_ttl(lease),
+                    self.lease_deadlines.get(&lease),
+                ) {
                     (Some(granted), deadline) => {
                         let remaining = deadline
                             .map(|d| d.since(now).as_secs() as i64)
@@ -1137,7 +977,7 @@ impl Store {
                             id: lease,
                             ttl_seconds: remaining,
                             granted_ttl_seconds: granted,
-                            keys: self.mvcc.lease_keys(lease),
+                            keys: self.state.mvcc.lease_keys(lease),
                         })
                     }
                     (None, _) => Err(StoreError::LeaseNotFound(lease)),
@@ -1145,7 +985,7 @@ impl Store {
                 self.respond(ctx, from, id, result);
             }
             StoreRequest::LeaseList => {
-                let leases = self.mvcc.leases();
+                let leases = self.state.mvcc.leases();
                 self.respond(ctx, from, id, Ok(StoreResponse::LeaseList { leases }));
             }
             StoreRequest::WatchCreate(create) => self.watch_create(ctx, from, id, create),
@@ -1216,7 +1056,7 @@ impl Store {
             }
             StoreRequest::MemberList => {
                 let members = self.member_list();
-                let header_revision = self.mvcc.current_revision();
+                let header_revision = self.state.mvcc.current_revision();
                 self.respond(
                     ctx,
                     from,
@@ -1398,7 +1238,7 @@ impl Store {
         address: Address,
         learner: bool,
     ) {
-        if self.members.values().any(|m| m.address == address) {
+        if self.state.members.values().any(|m| m.address == address) {
             self.respond(
                 ctx,
                 from,
@@ -1409,7 +1249,7 @@ impl Store {
             );
             return;
         }
-        let mut known: BTreeSet<u64> = self.members.keys().copied().collect();
+        let mut known: BTreeSet<u64> = self.state.members.keys().copied().collect();
         known.extend(self.voters());
         known.extend(self.learners());
         let new_id = known.iter().max().copied().unwrap_or(0) + 1;
@@ -1450,13 +1290,13 @@ impl Store {
             self.respond(ctx, from, id, Err(StoreError::TooManyRequests { limit }));
             return;
         }
-        let current = self.mvcc.current_revision();
+        let current = self.state.mvcc.current_revision();
         let start = if create.start_revision <= 0 {
             current + 1
         } else {
             create.start_revision
         };
-        let compacted = self.mvcc.compacted_revision();
+        let compacted = self.state.mvcc.compacted_revision();
         if compacted > 0 && start <= compacted {
             self.respond(
                 ctx,
@@ -1501,8 +1341,8 @@ impl Store {
         events: Vec<Event>,
         canceled: Option<String>,
     ) {
-        let header_revision = self.mvcc.current_revision();
-        let compact_revision = self.mvcc.compacted_revision();
+        let header_revision = self.state.mvcc.current_revision();
+        let compact_revision = self.state.mvcc.compacted_revision();
         let now = ctx.now();
         let Some(watcher) = self.watchers.get_mut(key) else {
             return;
@@ -1531,7 +1371,7 @@ impl Store {
 
     /// Sends a watcher the stored events it has not seen yet, a batch at a time.
     fn catch_up_watcher(&mut self, ctx: &mut Ctx<'_>, key: &(Address, u64)) {
-        let current = self.mvcc.current_revision();
+        let current = self.state.mvcc.current_revision();
         let Some(watcher) = self.watchers.get(key) else {
             return;
         };
@@ -1549,34 +1389,37 @@ impl Store {
         let batch = self.config.watch_batch_events;
         let start = watcher.next_revision;
         let range = watcher.range.clone();
-        let mut events = match self
-            .mvcc
-            .events_since(start, &range.key, &range.range_end, batch)
-        {
-            Ok(events) => events,
-            Err(error) => {
-                self.cancel_watcher(ctx, key, error.to_string());
-                return;
-            }
-        };
+        let mut events =
+            match self
+                .state
+                .mvcc
+                .events_since(start, &range.key, &range.range_end, batch)
+            {
+                Ok(events) => events,
+                Err(error) => {
+                    self.cancel_watcher(ctx, key, error.to_string());
+                    return;
+                }
+            };
         let next = if events.len() >= batch {
             // Never split a revision across messages: a client resumes by revision.
             let last = events.last().map(|e| e.kv.mod_revision).unwrap_or(start);
             if events.first().map(|e| e.kv.mod_revision) == Some(last) {
-                events =
-                    match self
-                        .mvcc
-                        .events_since(last, &range.key, &range.range_end, usize::MAX)
-                    {
-                        Ok(all) => all
-                            .into_iter()
-                            .filter(|e| e.kv.mod_revision == last)
-                            .collect(),
-                        Err(error) => {
-                            self.cancel_watcher(ctx, key, error.to_string());
-                            return;
-                        }
-                    };
+                events = match self.state.mvcc.events_since(
+                    last,
+                    &range.key,
+                    &range.range_end,
+                    usize::MAX,
+                ) {
+                    Ok(all) => all
+                        .into_iter()
+                        .filter(|e| e.kv.mod_revision == last)
+                        .collect(),
+                    Err(error) => {
+                        self.cancel_watcher(ctx, key, error.to_string());
+                        return;
+                    }
+                };
                 last + 1
             } else {
                 events.retain(|e| e.kv.mod_revision < last);
@@ -1645,7 +1488,7 @@ impl Store {
     }
 
     fn cancel_lagging_watchers(&mut self, ctx: &mut Ctx<'_>) {
-        let compacted = self.mvcc.compacted_revision();
+        let compacted = self.state.mvcc.compacted_revision();
         let lagging: Vec<(Address, u64)> = self
             .watchers
             .iter()
@@ -1681,7 +1524,7 @@ impl Store {
                 continue;
             };
             if watcher.range.progress_notify
-                && watcher.next_revision > self.mvcc.current_revision()
+                && watcher.next_revision > self.state.mvcc.current_revision()
                 && now.since(watcher.last_sent) >= progress_every
             {
                 self.send_watch(ctx, &key, Vec::new(), None);
@@ -1786,7 +1629,7 @@ impl Store {
         let learners = self.learners();
         let ready: Vec<u64> = learners
             .into_iter()
-            .filter(|id| self.auto_promote.contains(id) && !self.promoting.contains(id))
+            .filter(|id| self.state.auto_promote.contains(id) && !self.promoting.contains(id))
             .filter(|id| {
                 raft.raft
                     .prs()
@@ -1845,16 +1688,16 @@ impl Store {
             term,
             leader: self.leader_id(),
             commit_index: commit,
-            applied_index: self.applied,
-            revision: self.mvcc.current_revision(),
-            compacted_revision: self.mvcc.compacted_revision(),
+            applied_index: self.state.applied,
+            revision: self.state.mvcc.current_revision(),
+            compacted_revision: self.state.mvcc.compacted_revision(),
             members: self.member_list(),
             reachable: self.reachable(now),
             voters,
             quorum: voters / 2 + 1,
-            keys: self.mvcc.key_count(),
+            keys: self.state.mvcc.key_count(),
             watchers: self.watchers.len(),
-            leases: self.mvcc.leases().len(),
+            leases: self.state.mvcc.leases().len(),
         }
     }
 }

@@ -8,13 +8,16 @@
 //! 3. [`raft_log`] — raft-rs's log storage, mirrored to the member's durable storage;
 //! 4. [`messages`] — what members and clients say on the bus;
 //! 5. [`config`] — a member's configuration and limits;
-//! 6. [`actor`] — the member itself: raft + MVCC + watches + leases + membership;
+//! 6. [`actor`] — the member itself: raft, watches, lease deadlines, membership
+//!    requests; what it applies goes through `apply` (the replicated state machine:
+//!    MVCC, member directory, client sessions — pure and unit-tested);
 //! 7. [`client`] — the client library other actors embed (it lives in `crate::client`).
 //!
 //! The store's drivers (workloads, benchmark, command-line client) are in
 //! `crate::drivers`.
 
 pub mod actor;
+mod apply;
 pub use crate::client::store as client;
 pub mod config;
 pub mod messages;
