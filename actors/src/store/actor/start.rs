@@ -1,0 +1,105 @@
+//! Starting and recovering a member from its storage.
+
+#[allow(unused_imports)]
+use super::*;
+
+impl Store {
+    pub(super) fn on_start(&mut self, ctx: &mut Ctx<'_>) {
+        ctx.set_timer(StoreTimer::Tick, self.tick_duration());
+        if let Err(reason) = self.recover(ctx) {
+            ctx.control(Control::Fatal {
+                reason: format!("member {}: {reason}", self.config.id),
+            });
+            self.fatal = Some(reason);
+            return;
+        }
+        // Proposal sequence numbers start at a random point so that entries proposed
+        // by an earlier incarnation of this member are never mistaken for new ones.
+        self.next_seq = rand::Rng::gen::<u64>(ctx.rng()) >> 1;
+        self.handle_ready(ctx);
+    }
+
+    pub(super) fn recover(&mut self, ctx: &mut Ctx<'_>) -> Result<(), String> {
+        let storage_error =
+            |e: keel_engine::StorageError| format!("member {}: {e}", self.config.id);
+        let meta = ctx.storage().get(KEY_META).map_err(storage_error)?;
+        let log = match meta {
+            Some(bytes) => {
+                let meta: Meta = bincode::deserialize(&bytes).map_err(|e| {
+                    format!("data directory is corrupt: member metadata does not decode ({e})")
+                })?;
+                if meta.magic != META_MAGIC {
+                    return Err(format!(
+                        "data directory is not a keel store ({:?})",
+                        meta.magic
+                    ));
+                }
+                if meta.member_id != self.config.id {
+                    return Err(format!(
+                        "data directory belongs to member {}, not member {}",
+                        meta.member_id, self.config.id
+                    ));
+                }
+                RaftLog::load(ctx.storage())
+                    .map_err(|e| format!("data directory is corrupt: {e}"))?
+            }
+            None => {
+                let any = ctx.storage().scan(&[], None, 1).map_err(storage_error)?;
+                if !any.is_empty() {
+                    return Err(
+                        "data directory holds data that is not a keel store member's".into(),
+                    );
+                }
+                let voters = if self.config.join {
+                    Vec::new()
+                } else {
+                    self.config
+                        .initial_members
+                        .iter()
+                        .map(|(id, _)| *id)
+                        .collect()
+                };
+                // The fresh state: empty MVCC, the initial members, no sessions.
+                let data = self.state.snapshot();
+                let (log, mut batch) = RaftLog::bootstrap(voters, data);
+                let meta = Meta {
+                    magic: META_MAGIC.into(),
+                    member_id: self.config.id,
+                };
+                batch.put(
+                    KEY_META,
+                    bincode::serialize(&meta).expect("meta serializes"),
+                );
+                ctx.persist(batch).map_err(storage_error)?;
+                ctx.sync().map_err(storage_error)?;
+                log
+            }
+        };
+        let snapshot = log.last_snapshot().clone();
+        let applied = snapshot.get_metadata().index;
+        if snapshot.get_data().is_empty() {
+            self.state.applied = applied;
+        } else {
+            self.state.restore(snapshot.get_data(), applied)?;
+        }
+        let raft_config = raft::Config {
+            id: self.config.id,
+            election_tick: self.config.election_ticks,
+            heartbeat_tick: self.config.heartbeat_ticks,
+            min_election_tick: self.config.election_ticks,
+            max_election_tick: self.config.election_ticks + 1,
+            applied,
+            max_size_per_msg: self.config.max_size_per_msg,
+            max_inflight_msgs: self.config.max_inflight_msgs,
+            check_quorum: true,
+            pre_vote: true,
+            ..Default::default()
+        };
+        let node = RawNode::new(&raft_config, log, &self.logger)
+            .map_err(|e| format!("raft refused to start: {e}"))?;
+        self.raft = Some(node);
+        let role_skip = self.config.election_ticks;
+        self.skip_ticks = rand::Rng::gen_range(ctx.rng(), 0..role_skip);
+        Ok(())
+    }
+}
