@@ -424,3 +424,33 @@ impl OneMachine {
         std::mem::take(&mut self.sent)
     }
 }
+
+/// One run of hand-built machines with the given network, faults and extra checkers,
+/// keeping every report the actors emit: the shape of the tests that build their own
+/// cluster rather than run a named scenario. Returns the summary and the reports.
+pub fn run_machines(
+    scenario: &str,
+    seed: u64,
+    duration_ms: u64,
+    machines: Vec<keel_sim::Machine>,
+    network: keel_sim::NetworkConfig,
+    faults: keel_sim::FaultSchedule,
+    mut invariants: Vec<Box<dyn keel_sim::Invariant + Send>>,
+) -> Result<(keel_sim::RunSummary, Vec<keel_actors::message::Report>), String> {
+    let (log, reports) = ReportLog::new();
+    invariants.push(log);
+    let summary = keel_sim::run(keel_sim::SimConfig {
+        scenario: scenario.into(),
+        seed,
+        duration_ms,
+        machines,
+        network,
+        faults,
+        invariants,
+        record: None,
+        progress_every_ms: None,
+    })
+    .map_err(|e| e.to_string())?;
+    let reports = std::mem::take(&mut *reports.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok((summary, reports))
+}

@@ -48,6 +48,17 @@ fn received(machine: &mut OneMachine, client: &Address) -> Vec<ApiMessage> {
         .collect()
 }
 
+/// The (request id, status code) of every response, in order.
+fn answers(messages: &[ApiMessage]) -> Vec<(u64, u16)> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            ApiMessage::Response { id, response } => Some((*id, response.code)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A watch request the bus delivered twice, the copy after the first events: both
 /// copies are answered, and exactly one stream of events follows — each change once,
 /// with sequence numbers 1, 2, … (before the fix the copy restarted the watch under the
@@ -80,13 +91,7 @@ fn a_duplicated_watch_request_starts_one_stream() {
     ));
     machine.advance(100);
     let messages = received(&mut machine, &client);
-    let answers: Vec<(u64, u16)> = messages
-        .iter()
-        .filter_map(|m| match m {
-            ApiMessage::Response { id, response } => Some((*id, response.code)),
-            _ => None,
-        })
-        .collect();
+    let answers = answers(&messages);
     assert_eq!(
         answers,
         [(9, 200), (2, 201), (9, 200), (3, 201)],
@@ -154,13 +159,7 @@ fn creates_racing_for_a_quota_are_admitted_again_not_refused() {
     machine.deliver(Envelope::new(client.clone(), api.clone(), request(4, get)));
     machine.advance(100);
     let messages = received(&mut machine, &client);
-    let answers: Vec<(u64, u16)> = messages
-        .iter()
-        .filter_map(|m| match m {
-            ApiMessage::Response { id, response } => Some((*id, response.code)),
-            _ => None,
-        })
-        .collect();
+    let answers = answers(&messages);
     assert_eq!(
         answers,
         [(1, 201), (2, 201), (3, 201), (4, 200)],

@@ -5,7 +5,7 @@
 
 use keel_sim::run_scenario;
 use keel_sim::scenarios;
-use keel_tests::{run_named, spec, verdict, ReportLog};
+use keel_tests::{run_named, spec, verdict};
 
 /// The api-replicas scenario passes every invariant on two seeds, with evidence.
 #[test]
@@ -63,7 +63,7 @@ fn a_slow_watcher_is_cut_off_without_slowing_the_others() {
     use keel_actors::message::Report;
     use keel_actors::store::StoreConfig;
     use keel_engine::Address;
-    use keel_sim::{FaultSchedule, Machine, NetworkConfig, SimConfig};
+    use keel_sim::{FaultSchedule, Machine, NetworkConfig};
     use std::collections::BTreeSet;
 
     let store = Address::new("s1", keel_actors::store::KIND, 0);
@@ -114,23 +114,18 @@ fn a_slow_watcher_is_cut_off_without_slowing_the_others() {
             ],
         },
     ];
-    let (log, reports) = ReportLog::new();
-    let summary = keel_sim::run(SimConfig {
-        scenario: "slow-watcher".into(),
-        seed: 5,
-        duration_ms: 20_000,
+    let (summary, reports) = keel_tests::run_machines(
+        "slow-watcher",
+        5,
+        20_000,
         machines,
-        network: NetworkConfig::default(),
-        faults: FaultSchedule::new(Vec::new()),
-        invariants: vec![log],
-        record: None,
-        progress_every_ms: None,
-    })
+        NetworkConfig::default(),
+        FaultSchedule::new(Vec::new()),
+        Vec::new(),
+    )
     .unwrap();
     assert!(summary.ok, "{:?}", summary.invariants);
     let reports: Vec<ApiReport> = reports
-        .lock()
-        .unwrap()
         .iter()
         .filter_map(|r| match r {
             Report::Api(report) => Some(report.clone()),
@@ -233,7 +228,7 @@ fn racing_creates_never_overspend_a_quota() {
     use keel_actors::message::Report;
     use keel_actors::Message;
     use keel_engine::Address;
-    use keel_sim::{Fault, FaultSchedule, Machine, NetworkConfig, SimConfig, TimedFault};
+    use keel_sim::{Fault, FaultSchedule, Machine, NetworkConfig, TimedFault};
     use std::collections::BTreeSet;
 
     #[derive(Default)]
@@ -294,22 +289,19 @@ fn racing_creates_never_overspend_a_quota() {
             },
         })
         .collect();
-    let (log, reports) = ReportLog::new();
-    let summary = keel_sim::run(SimConfig {
-        scenario: "quota-race".into(),
-        seed: 3,
-        duration_ms: 22_000,
+    let (summary, reports) = keel_tests::run_machines(
+        "quota-race",
+        3,
+        22_000,
         machines,
-        network: NetworkConfig::default(),
-        faults: FaultSchedule::new(faults),
-        invariants: vec![log],
-        record: None,
-        progress_every_ms: None,
-    })
+        NetworkConfig::default(),
+        FaultSchedule::new(faults),
+        Vec::new(),
+    )
     .unwrap();
     assert!(summary.ok, "{:?}", summary.invariants);
     let mut seen = Seen::default();
-    for report in reports.lock().unwrap().iter() {
+    for report in &reports {
         match report {
             Report::Api(ApiReport::ServiceIp { name, .. }) => {
                 seen.created.insert(name.clone());
@@ -344,7 +336,7 @@ fn informers_relist_when_the_watch_cache_has_moved_on() {
     use keel_actors::drivers::api_workload::ApiReport;
     use keel_actors::message::Report;
 
-    use keel_sim::{Fault, FaultSchedule, NetworkConfig, SimConfig, TimedFault};
+    use keel_sim::{Fault, FaultSchedule, NetworkConfig, TimedFault};
 
     let mut machines = scenarios::api::machines();
     // Three more informers, one starting on each API server, so that every live server
@@ -408,25 +400,19 @@ fn informers_relist_when_the_watch_cache_has_moved_on() {
         })
         .collect(),
     );
-    let (log, reports) = ReportLog::new();
-    let mut invariants = scenarios::api::invariants(&faults);
-    invariants.push(log);
-    let summary = keel_sim::run(SimConfig {
-        scenario: "api-relist".into(),
-        seed: 4,
-        duration_ms: 30_000,
+    let invariants = scenarios::api::invariants(&faults);
+    let (summary, reports) = keel_tests::run_machines(
+        "api-relist",
+        4,
+        30_000,
         machines,
-        network: NetworkConfig::default(),
+        NetworkConfig::default(),
         faults,
         invariants,
-        record: None,
-        progress_every_ms: None,
-    })
+    )
     .unwrap();
     assert!(summary.ok, "{:?}", summary.invariants);
     let relists = reports
-        .lock()
-        .unwrap()
         .iter()
         .filter(|r| {
             matches!(r, Report::Api(ApiReport::WatchEnded { reason, .. }) if reason.contains("410"))

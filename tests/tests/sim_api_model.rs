@@ -17,8 +17,8 @@ use keel_actors::drivers::api_workload::{ApiReport, ApiWorkloadConfig, KIND as W
 use keel_actors::message::Report;
 use keel_actors::store::StoreConfig;
 use keel_engine::Address;
-use keel_sim::{FaultSchedule, Machine, NetworkConfig, SimConfig};
-use keel_tests::{spec, ReportLog};
+use keel_sim::{FaultSchedule, Machine, NetworkConfig};
+use keel_tests::spec;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -343,23 +343,19 @@ fn run(seed: u64, ops: &[Op]) -> Result<(), String> {
             ],
         },
     ];
-    let (log, reports) = ReportLog::new();
-    let summary = keel_sim::run(SimConfig {
-        scenario: "api-model".into(),
+    let (summary, reports) = keel_tests::run_machines(
+        "api-model",
         seed,
-        duration_ms: 3_000 + 40 * ops.len() as u64 + 3_000,
+        3_000 + 40 * ops.len() as u64 + 3_000,
         machines,
-        network: NetworkConfig::default(),
-        faults: FaultSchedule::new(Vec::new()),
-        invariants: vec![log],
-        record: None,
-        progress_every_ms: None,
-    })
-    .map_err(|e| e.to_string())?;
+        NetworkConfig::default(),
+        FaultSchedule::new(Vec::new()),
+        Vec::new(),
+    )?;
     if !summary.ok {
         return Err(format!("run failed: {:?}", summary.invariants));
     }
-    let seen = Seen::from_reports(&reports.lock().unwrap());
+    let seen = Seen::from_reports(&reports);
     let mut revisions = Vec::new();
     for (index, exp) in expected.iter().enumerate() {
         let answer = seen

@@ -1,7 +1,7 @@
 //! The controller manager in the simulator: controllers on the controller runtime
 //! against real API servers over a real store.
 
-use keel_tests::{api_cluster, default_ns_request, spec, ReportLog};
+use keel_tests::{api_cluster, default_ns_request, spec};
 
 /// A quota that starts limiting configmaps after two exist says it uses 0 of them (the
 /// API server's own transactions count only what is created or deleted afterwards);
@@ -14,7 +14,7 @@ fn the_quota_controller_recounts_a_newly_limited_resource() {
     use keel_actors::drivers::api_script::{ScriptConfig, ScriptStep, KIND as SCRIPT_KIND};
     use keel_actors::message::Report;
     use keel_engine::Address;
-    use keel_sim::{FaultSchedule, Machine, NetworkConfig, SimConfig};
+    use keel_sim::{FaultSchedule, Machine, NetworkConfig};
     use serde_json::{json, Value};
 
     let (apiservers, mut machines) = api_cluster(2);
@@ -99,27 +99,24 @@ fn the_quota_controller_recounts_a_newly_limited_resource() {
             ),
         ],
     });
-    let (log, reports) = ReportLog::new();
-    let summary = keel_sim::run(SimConfig {
-        scenario: "quota-recount".into(),
-        seed: 5,
-        duration_ms: 30_000,
+    let (summary, reports) = keel_tests::run_machines(
+        "quota-recount",
+        5,
+        30_000,
         machines,
-        network: NetworkConfig {
+        NetworkConfig {
             loss_rate: 0.02,
             ..NetworkConfig::default()
         },
-        faults: FaultSchedule::new(Vec::new()),
-        invariants: vec![log],
-        record: None,
-        progress_every_ms: None,
-    })
+        FaultSchedule::new(Vec::new()),
+        Vec::new(),
+    )
     .unwrap();
     assert!(summary.ok, "{:?}", summary.invariants);
     let mut updated = None;
     let mut last_quota = None;
     let mut listed = None;
-    for report in reports.lock().unwrap().iter() {
+    for report in &reports {
         if let Report::ApiScript(r) = report {
             let body: Value = serde_json::from_str(&r.body).unwrap_or_default();
             if body["kind"] == "ResourceQuota" {

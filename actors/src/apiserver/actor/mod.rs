@@ -210,6 +210,16 @@ pub struct ApiServer {
 
 type Ctx<'a> = Context<'a, Message, ApiTimer>;
 
+impl Op {
+    /// What the request names: its resource, name, namespace and the store key.
+    fn target(&self) -> (&'static Resource, String, Option<String>, Vec<u8>) {
+        let name = self.request.name.clone().unwrap_or_default();
+        let namespace = self.request.namespace.clone();
+        let key = self.resource.key(namespace.as_deref(), &name).into_bytes();
+        (self.resource, name, namespace, key)
+    }
+}
+
 impl ApiServer {
     pub fn new(config: ApiServerConfig) -> Result<Self, String> {
         config.validate()?;

@@ -12,8 +12,7 @@ impl ApiServer {
         op: &mut Op,
         result: StoreResponse,
     ) -> Option<ApiResponse> {
-        let resource = op.resource;
-        let name = op.request.name.clone().unwrap_or_default();
+        let (resource, name, _, _) = op.target();
         match (&op.stage, result) {
             (Stage::Get, StoreResponse::Range(r)) => Some(match r.kvs.first() {
                 Some(kv) => {

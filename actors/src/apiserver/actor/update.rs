@@ -13,10 +13,7 @@ impl ApiServer {
         op: &mut Op,
         result: StoreResponse,
     ) -> Option<ApiResponse> {
-        let resource = op.resource;
-        let name = op.request.name.clone().unwrap_or_default();
-        let namespace = op.request.namespace.clone();
-        let key = resource.key(namespace.as_deref(), &name).into_bytes();
+        let (resource, name, namespace, key) = op.target();
         let now = ctx.now();
         match (&op.stage, result) {
             (Stage::UpdateRead, StoreResponse::Range(r)) => {
