@@ -165,3 +165,12 @@ pub(super) fn unchanged_since(key: &[u8], revision: i64) -> Compare {
         target: CompareTarget::ModRevision(revision),
     }
 }
+
+/// The answer to a store response that does not fit the operation's stage (a bug).
+pub(super) fn unexpected(answer: &StoreResponse) -> ApiResponse {
+    failure(
+        500,
+        "InternalError",
+        format!("unexpected store answer {answer:?}"),
+    )
+}

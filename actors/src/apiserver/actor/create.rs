@@ -113,11 +113,7 @@ impl ApiServer {
                 let request = self.create_txn(ctx, op);
                 self.next_step(ctx, now, op_id, request)
             }
-            (_, other) => Some(failure(
-                500,
-                "InternalError",
-                format!("unexpected store answer {other:?}"),
-            )),
+            (_, other) => Some(unexpected(&other)),
         }
     }
 }

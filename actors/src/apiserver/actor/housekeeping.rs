@@ -54,11 +54,7 @@ impl ApiServer {
                 code: 200,
                 body: Vec::new(),
             }),
-            (_, other) => Some(failure(
-                500,
-                "InternalError",
-                format!("unexpected store answer {other:?}"),
-            )),
+            (_, other) => Some(unexpected(&other)),
         }
     }
 }

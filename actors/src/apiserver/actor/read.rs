@@ -32,11 +32,7 @@ impl ApiServer {
             (Stage::List, StoreResponse::Range(r)) => {
                 Some(self.list_response(resource, &op.request, r.kvs, r.header_revision))
             }
-            (_, other) => Some(failure(
-                500,
-                "InternalError",
-                format!("unexpected store answer {other:?}"),
-            )),
+            (_, other) => Some(unexpected(&other)),
         }
     }
 }

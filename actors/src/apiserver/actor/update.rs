@@ -88,11 +88,7 @@ impl ApiServer {
                 });
                 self.next_step(ctx, now, op_id, request)
             }
-            (_, other) => Some(failure(
-                500,
-                "InternalError",
-                format!("unexpected store answer {other:?}"),
-            )),
+            (_, other) => Some(unexpected(&other)),
         }
     }
 }

@@ -145,22 +145,7 @@ impl Store {
                     );
                     return;
                 }
-                let change = single_change(member, ConfChangeType::RemoveNode);
-                let address = self
-                    .address_of(member)
-                    .unwrap_or_else(|| Address::new("?", KIND, 0));
-                self.propose_conf_change(
-                    ctx,
-                    from,
-                    id,
-                    change,
-                    Member {
-                        id: member,
-                        address,
-                        learner: false,
-                    },
-                    false,
-                );
+                self.propose_member_change(ctx, from, id, member, ConfChangeType::RemoveNode);
             }
             StoreRequest::MemberPromote { id: member } => {
                 if !self.learners().contains(&member) {
@@ -174,22 +159,7 @@ impl Store {
                     );
                     return;
                 }
-                let change = single_change(member, ConfChangeType::AddNode);
-                let address = self
-                    .address_of(member)
-                    .unwrap_or_else(|| Address::new("?", KIND, 0));
-                self.propose_conf_change(
-                    ctx,
-                    from,
-                    id,
-                    change,
-                    Member {
-                        id: member,
-                        address,
-                        learner: false,
-                    },
-                    false,
-                );
+                self.propose_member_change(ctx, from, id, member, ConfChangeType::AddNode);
             }
             StoreRequest::MemberList => {
                 let members = self.member_list();
@@ -303,6 +273,27 @@ impl Store {
                 false
             }
         }
+    }
+
+    /// Proposes removing or promoting a member already in the directory.
+    pub(super) fn propose_member_change(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        from: Address,
+        id: u64,
+        member: u64,
+        kind: ConfChangeType,
+    ) {
+        let change = single_change(member, kind);
+        let address = self
+            .address_of(member)
+            .unwrap_or_else(|| Address::new("?", KIND, 0));
+        let member = Member {
+            id: member,
+            address,
+            learner: false,
+        };
+        self.propose_conf_change(ctx, from, id, change, member, false);
     }
 
     pub(super) fn propose_conf_change(
