@@ -176,3 +176,43 @@ fn creates_racing_for_a_quota_are_admitted_again_not_refused() {
         .unwrap();
     assert_eq!(quota["status"]["used"]["configmaps"], "2", "{quota}");
 }
+
+/// A delete reads the object and its namespace's quotas in one read and gives the
+/// quota back in its write: after create, delete, the quota counts nothing again.
+#[test]
+fn a_delete_gives_its_quota_back() {
+    let (mut machine, api, client) = api_machine();
+    let quota = json!({"apiVersion": "v1", "kind": "ResourceQuota",
+        "metadata": {"name": "q"}, "spec": {"hard": {"configmaps": "10"}}});
+    let configmap = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}});
+    let steps = [
+        default_ns_request(Verb::Create, "resourcequotas", None, Some(quota)),
+        default_ns_request(Verb::Create, "configmaps", None, Some(configmap)),
+        default_ns_request(Verb::Delete, "configmaps", Some("a"), None),
+        default_ns_request(Verb::Get, "resourcequotas", Some("q"), None),
+    ];
+    for (id, step) in (1..).zip(steps) {
+        machine.deliver(Envelope::new(
+            client.clone(),
+            api.clone(),
+            request(id, step),
+        ));
+        machine.advance(100);
+    }
+    let messages = received(&mut machine, &client);
+    assert_eq!(
+        answers(&messages),
+        [(1, 201), (2, 201), (3, 200), (4, 200)],
+        "{messages:?}"
+    );
+    let quota = messages
+        .iter()
+        .find_map(|m| match m {
+            ApiMessage::Response { id: 4, response } => {
+                serde_json::from_slice::<serde_json::Value>(&response.body).ok()
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(quota["status"]["used"]["configmaps"], "0", "{quota}");
+}

@@ -1,4 +1,5 @@
-//! Deletes: read, DeleteOptions and grace periods decide between marking and
+//! Deletes: one read (the object, and for a namespaced one its namespace's quotas, in
+//! a read-only txn), then DeleteOptions and grace periods decide between marking and
 //! removing; removal gives quota usage back in the same write.
 
 #[allow(unused_imports)]
@@ -16,7 +17,25 @@ impl ApiServer {
         let (resource, name, namespace, key) = op.target();
         let now = ctx.now();
         match (&op.stage, result) {
-            (Stage::DeleteRead, StoreResponse::Range(r)) => {
+            (Stage::DeleteRead, read) => {
+                // A namespaced object comes with its namespace's quotas (delete_read).
+                let (r, quotas) = match read {
+                    StoreResponse::Range(r) => (r, None),
+                    StoreResponse::Txn(t) => {
+                        let mut ranges = t.responses.into_iter().filter_map(|r| match r {
+                            ResponseOp::Range(range) => Some(range),
+                            _ => None,
+                        });
+                        match (ranges.next(), ranges.next()) {
+                            (Some(r), Some(quotas)) => (r, Some(quotas.kvs)),
+                            _ => {
+                                let message = "the delete's read came back incomplete";
+                                return Some(failure(500, "InternalError", message.into()));
+                            }
+                        }
+                    }
+                    other => return Some(unexpected(&other)),
+                };
                 let Some(kv) = r.kvs.first() else {
                     return Some(not_found(resource, &name));
                 };
@@ -85,13 +104,11 @@ impl ApiServer {
                     );
                     op.stage = Stage::DeleteWrite { old: object };
                     self.next_step(ctx, now, op_id, request)
-                } else if resource.namespaced {
+                } else if let Some(quotas) = quotas {
                     // Quotas the object counts toward get it back in the same write.
-                    op.stage = Stage::DeleteCheckQuota {
-                        old: object,
-                        mod_revision: kv.mod_revision,
-                    };
-                    let request = quotas_read(namespace.as_deref().unwrap_or(""));
+                    let credits = quota_credits(resource, &key, &object, &quotas);
+                    let request = removal_txn(&key, &object, kv.mod_revision, &credits);
+                    op.stage = Stage::DeleteWrite { old: object };
                     self.next_step(ctx, now, op_id, request)
                 } else {
                     let request = removal_txn(&key, &object, kv.mod_revision, &[]);
@@ -101,17 +118,7 @@ impl ApiServer {
             }
             (Stage::DeleteCheckQuota { old, mod_revision }, StoreResponse::Range(r)) => {
                 let (old, mod_revision) = (old.clone(), *mod_revision);
-                let usage = admission::usage(resource.plural, resource.group, resource.kind, &old);
-                let credits: Vec<(Vec<u8>, i64, Value)> = r
-                    .kvs
-                    .iter()
-                    .filter(|kv| kv.key != key) // a quota being deleted is not written back
-                    .filter_map(|kv| {
-                        let quota: Value = serde_json::from_slice(&kv.value).ok()?;
-                        let credited = admission::charge(&quota, &usage, &old, -1).ok()??;
-                        Some((kv.key.clone(), kv.mod_revision, credited))
-                    })
-                    .collect();
+                let credits = quota_credits(resource, &key, &old, &r.kvs);
                 let request = removal_txn(&key, &old, mod_revision, &credits);
                 op.stage = Stage::DeleteWrite { old };
                 self.next_step(ctx, now, op_id, request)
@@ -133,10 +140,7 @@ impl ApiServer {
                     return Some(conflict(resource, &name));
                 }
                 op.stage = Stage::DeleteRead;
-                let request = StoreRequest::Range(RangeRequest {
-                    key,
-                    ..Default::default()
-                });
+                let request = delete_read(resource, namespace.as_deref(), key);
                 self.next_step(ctx, now, op_id, request)
             }
             (_, other) => Some(unexpected(&other)),
@@ -246,6 +250,50 @@ pub(super) fn delete_if(key: &[u8], mod_revision: i64) -> StoreRequest {
 }
 
 /// Reads a namespace's ResourceQuotas.
+/// A delete's read: the object, and for a namespaced one its namespace's quotas too
+/// (the removal credits them in the same write) — one read-only transaction.
+pub(super) fn delete_read(
+    resource: &Resource,
+    namespace: Option<&str>,
+    key: Vec<u8>,
+) -> StoreRequest {
+    let object = RangeRequest {
+        key,
+        ..Default::default()
+    };
+    let (true, Some(namespace)) = (resource.namespaced, namespace) else {
+        return StoreRequest::Range(object);
+    };
+    let StoreRequest::Range(quotas) = quotas_read(namespace) else {
+        return StoreRequest::Range(object);
+    };
+    StoreRequest::Txn(TxnRequest {
+        compare: Vec::new(),
+        success: vec![RequestOp::Range(object), RequestOp::Range(quotas)],
+        failure: Vec::new(),
+    })
+}
+
+/// What removing `old` gives back to each quota of its namespace (a quota being
+/// deleted itself is not written back): (key, mod revision read, new value).
+pub(super) fn quota_credits(
+    resource: &Resource,
+    key: &[u8],
+    old: &Value,
+    quotas: &[KeyValue],
+) -> Vec<(Vec<u8>, i64, Value)> {
+    let usage = admission::usage(resource.plural, resource.group, resource.kind, old);
+    quotas
+        .iter()
+        .filter(|kv| kv.key != key)
+        .filter_map(|kv| {
+            let quota: Value = serde_json::from_slice(&kv.value).ok()?;
+            let credited = admission::charge(&quota, &usage, old, -1).ok()??;
+            Some((kv.key.clone(), kv.mod_revision, credited))
+        })
+        .collect()
+}
+
 pub(super) fn quotas_read(namespace: &str) -> StoreRequest {
     let prefix = Resource::find("", "resourcequotas")
         .map(|r| r.prefix(Some(namespace)))

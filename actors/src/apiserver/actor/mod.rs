@@ -364,10 +364,7 @@ impl ApiServer {
                 }
                 (
                     Stage::DeleteRead,
-                    StoreRequest::Range(RangeRequest {
-                        key,
-                        ..Default::default()
-                    }),
+                    delete_read(resource, request.namespace.as_deref(), key),
                 )
             }
             Verb::Watch => unreachable!("watches are handled above"),
