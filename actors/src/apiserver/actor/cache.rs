@@ -169,6 +169,12 @@ impl ApiServer {
                             }
                         }
                         cache.revision = cache.revision.max(revision);
+                        // The window replays in order: a watcher resumed from it must
+                        // never see an older change after a newer one.
+                        assert!(
+                            cache.window.back().is_none_or(|(last, _, _)| *last <= revision),
+                            "watch cache {cache_name}: event at revision {revision} after a newer one"
+                        );
                         cache.window.push_back((revision, kind, object.clone()));
                         while cache.window.len() > self.config.watch_cache_events {
                             if let Some((dropped, _, _)) = cache.window.pop_front() {

@@ -10,6 +10,14 @@ impl Store {
             if self.fatal.is_some() {
                 return;
             }
+            // Every member applies the same log in order: an entry out of order or a
+            // gap would fork the state machines.
+            assert_eq!(
+                entry.index,
+                self.state.applied + 1,
+                "member {}: committed entries apply in log order, without gaps",
+                self.config.id
+            );
             match entry.get_entry_type() {
                 EntryType::EntryNormal => {
                     if !entry.data.is_empty() {
