@@ -361,7 +361,19 @@ impl ApiServer {
         let object = object.clone();
         let usage = admission::usage(resource.plural, resource.group, resource.kind, &object);
         op.quota_writes.clear();
-        for kv in &range(reads.quotas)?.kvs {
+        let own_key = resource
+            .key(
+                op.request.namespace.as_deref(),
+                meta_str(&object, "name").unwrap_or(""),
+            )
+            .into_bytes();
+        // A quota whose name is taken is not charged for itself: the create fails as
+        // AlreadyExists (charging it would put its key twice in one transaction).
+        for kv in range(reads.quotas)?
+            .kvs
+            .iter()
+            .filter(|kv| kv.key != own_key)
+        {
             let quota: Value = serde_json::from_slice(&kv.value).unwrap_or_default();
             match admission::charge(&quota, &usage, &object, 1) {
                 Err(message) => {
@@ -488,9 +500,16 @@ impl ApiServer {
         }
         if kind == "NodePort" || kind == "LoadBalancer" {
             let (low, high) = self.config.node_port_range;
+            // The ports the client chose stay; the others are chosen again on every
+            // attempt (a retry after a collision must not keep the port that collided).
+            let requested: Vec<Option<u64>> = serde_json::from_slice::<Value>(&request.body)
+                .ok()
+                .and_then(|body| body["spec"]["ports"].as_array().cloned())
+                .map(|ports| ports.iter().map(|p| p["nodePort"].as_u64()).collect())
+                .unwrap_or_default();
             if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
-                for port in ports.iter_mut() {
-                    if port.get("nodePort").and_then(Value::as_u64).is_none() {
+                for (i, port) in ports.iter_mut().enumerate() {
+                    if requested.get(i).copied().flatten().is_none() {
                         let chosen = ctx.rng().gen_range(low..=high);
                         port["nodePort"] = json!(chosen);
                     }

@@ -139,6 +139,18 @@ impl ApiServer {
                 if op.attempts >= self.config.update_attempts_max {
                     return Some(conflict(resource, &name));
                 }
+                if op.request.verb == Verb::Update {
+                    // An update that removed the last finalizer of an object being
+                    // deleted: it is retried as the update it is (read again, apply
+                    // its own rules), not as a delete — a delete of an object already
+                    // marked would answer 200 and drop the update.
+                    op.stage = Stage::UpdateRead;
+                    let request = StoreRequest::Range(RangeRequest {
+                        key,
+                        ..Default::default()
+                    });
+                    return self.next_step(ctx, now, op_id, request);
+                }
                 op.stage = Stage::DeleteRead;
                 let request = delete_read(resource, namespace.as_deref(), key);
                 self.next_step(ctx, now, op_id, request)
