@@ -65,6 +65,37 @@ fn answers(messages: &[ApiMessage]) -> Vec<(u64, u16)> {
         .collect()
 }
 
+/// The JSON body of the response to request `id`.
+fn body_of(messages: &[ApiMessage], id: u64) -> serde_json::Value {
+    messages
+        .iter()
+        .find_map(|m| match m {
+            ApiMessage::Response {
+                id: answered,
+                response,
+            } if *answered == id => serde_json::from_slice(&response.body).ok(),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no JSON answer to request {id}: {messages:?}"))
+}
+
+/// Sends `steps` as requests 1, 2, … one after the other, 100 ms apart.
+fn send_in_turn(
+    machine: &mut OneMachine,
+    api: &Address,
+    client: &Address,
+    steps: impl IntoIterator<Item = ApiRequest>,
+) {
+    for (id, step) in (1..).zip(steps) {
+        machine.deliver(Envelope::new(
+            client.clone(),
+            api.clone(),
+            request(id, step),
+        ));
+        machine.advance(100);
+    }
+}
+
 /// A watch request the bus delivered twice, the copy after the first events: both
 /// copies are answered, and exactly one stream of events follows — each change once,
 /// with sequence numbers 1, 2, … (before the fix the copy restarted the watch under the
@@ -171,15 +202,7 @@ fn creates_racing_for_a_quota_are_admitted_again_not_refused() {
         [(1, 201), (2, 201), (3, 201), (4, 200)],
         "{messages:?}"
     );
-    let quota = messages
-        .iter()
-        .find_map(|m| match m {
-            ApiMessage::Response { id: 4, response } => {
-                serde_json::from_slice::<serde_json::Value>(&response.body).ok()
-            }
-            _ => None,
-        })
-        .unwrap();
+    let quota = body_of(&messages, 4);
     assert_eq!(quota["status"]["used"]["configmaps"], "2", "{quota}");
 }
 
@@ -197,29 +220,14 @@ fn a_delete_gives_its_quota_back() {
         default_ns_request(Verb::Delete, "configmaps", Some("a"), None),
         default_ns_request(Verb::Get, "resourcequotas", Some("q"), None),
     ];
-    for (id, step) in (1..).zip(steps) {
-        machine.deliver(Envelope::new(
-            client.clone(),
-            api.clone(),
-            request(id, step),
-        ));
-        machine.advance(100);
-    }
+    send_in_turn(&mut machine, &api, &client, steps);
     let messages = received(&mut machine, &client);
     assert_eq!(
         answers(&messages),
         [(1, 201), (2, 201), (3, 200), (4, 200)],
         "{messages:?}"
     );
-    let quota = messages
-        .iter()
-        .find_map(|m| match m {
-            ApiMessage::Response { id: 4, response } => {
-                serde_json::from_slice::<serde_json::Value>(&response.body).ok()
-            }
-            _ => None,
-        })
-        .unwrap();
+    let quota = body_of(&messages, 4);
     assert_eq!(quota["status"]["used"]["configmaps"], "0", "{quota}");
 }
 
@@ -333,15 +341,7 @@ fn a_finalizer_removal_that_loses_a_quota_race_is_retried_as_an_update() {
         exchange(&mut api, &mut store, &client, &mut seen, &never);
     }
     assert_eq!(answers(&seen), [(1, 201), (2, 201), (3, 200)], "{seen:?}");
-    let marked = seen
-        .iter()
-        .find_map(|m| match m {
-            ApiMessage::Response { id: 3, response } => {
-                serde_json::from_slice::<serde_json::Value>(&response.body).ok()
-            }
-            _ => None,
-        })
-        .unwrap();
+    let marked = body_of(&seen, 3);
     assert!(
         marked["metadata"]["deletionTimestamp"].is_string(),
         "{marked}"
@@ -415,24 +415,9 @@ fn a_node_port_collision_draws_again() {
         ),
         default_ns_request(Verb::Create, "services", None, Some(service("b", None))),
     ];
-    for (id, step) in (1..).zip(steps) {
-        machine.deliver(Envelope::new(
-            client.clone(),
-            api.clone(),
-            request(id, step),
-        ));
-        machine.advance(100);
-    }
+    send_in_turn(&mut machine, &api, &client, steps);
     let messages = received(&mut machine, &client);
     assert_eq!(answers(&messages), [(1, 201), (2, 201)], "{messages:?}");
-    let b = messages
-        .iter()
-        .find_map(|m| match m {
-            ApiMessage::Response { id: 2, response } => {
-                serde_json::from_slice::<serde_json::Value>(&response.body).ok()
-            }
-            _ => None,
-        })
-        .unwrap();
+    let b = body_of(&messages, 2);
     assert_eq!(b["spec"]["ports"][0]["nodePort"], 30_000, "{b}");
 }
