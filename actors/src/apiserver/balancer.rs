@@ -23,6 +23,7 @@ use super::object::status;
 use crate::drivers::api_workload::ApiReport;
 use crate::message::{Message, Report};
 use keel_engine::{Actor, Address, Context, Input, Time};
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -517,6 +518,8 @@ impl Actor for Balancer {
     fn handle(&mut self, input: Input<Message, BalancerTimer>, ctx: &mut Ctx<'_>) {
         match input {
             Input::Start(_) => {
+                // Answers to the previous incarnation's ids may still arrive.
+                self.next_id = crate::client::first_request_id(ctx.rng().gen::<u64>());
                 ctx.set_timer(BalancerTimer::Tick, Duration::from_millis(TICK_MS));
             }
             Input::Timer(BalancerTimer::Tick) => {

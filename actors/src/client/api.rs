@@ -744,7 +744,7 @@ impl ApiClient {
             config,
             cursor: (session as usize) % endpoints.len(),
             endpoints,
-            next_id: (session & 0xFFFF_FFFF) << 24,
+            next_id: super::first_request_id(session),
             inflight: BTreeMap::new(),
             informers: BTreeMap::new(),
             next_informer: 0,

@@ -179,7 +179,7 @@ impl StoreClient {
             endpoints,
             cursor: 0,
             leader: None,
-            next_id: 0,
+            next_id: super::first_request_id(session),
             inflight: BTreeMap::new(),
             watches: BTreeMap::new(),
             server_watches: BTreeMap::new(),
