@@ -30,7 +30,9 @@ pub use actor::{
 pub use address::{Address, NodeId};
 pub use cell::{ActorCell, Step, TimerFiring};
 pub use envelope::{Envelope, EnvelopeError, Message, WIRE_VERSION};
-pub use node::{Clocks, Disks, NodeLimits, NodeOutput, NodeRuntime, NodeStats, Refused};
+pub use node::{
+    Arrivals, Clocks, Disks, NodeLimits, NodeOutput, NodeRuntime, NodeStats, Refused, Woke,
+};
 pub use replay::{replay, Divergence, ReplayReport};
 pub use storage::{MemStorage, Storage, StorageError, WriteBatch, WriteOp};
 pub use trace::{

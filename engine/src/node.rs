@@ -4,11 +4,21 @@
 //! its timers; a host (the simulator or the real process) only moves bytes and time.
 //! A host:
 //! 1. starts every actor of the machine with [`NodeRuntime::start_actor`];
-//! 2. hands each envelope that arrived from the network to [`NodeRuntime::deliver`];
-//! 3. calls [`NodeRuntime::turn`] with its clocks and the machine's disks;
-//! 4. drains [`NodeRuntime::poll_output`]: envelopes for other machines, observations,
+//! 2. calls [`NodeRuntime::wake`] with its clocks, its network adapter (an
+//!    [`Arrivals`]: the envelopes that have arrived, at most `max_arrivals_per_turn` of
+//!    which are handed over) and the machine's disks; the wake hands the arrivals over,
+//!    then runs one [`NodeRuntime::turn`];
+//! 3. drains [`NodeRuntime::poll_output`]: envelopes for other machines, observations,
 //!    host controls, trace events and step errors, in the order the steps produced them;
-//! 5. sleeps until [`NodeRuntime::next_deadline`] or the next arrival, then goes to 2.
+//! 4. wakes again at once while [`Woke::again`] (the simulator without letting time
+//!    pass, the real host after yielding to its transport), else sleeps until
+//!    [`NodeRuntime::next_deadline`] or the next arrival, then goes to 2.
+//!
+//! The two hosts differ only in their adapters (the simulator's network model, the real
+//! bus's inbox) and in how many steps a turn runs (the simulator one, so its checkers
+//! see each step's effects; the real host up to `max_steps_per_turn`); the runtime's
+//! order does not depend on either, and `tests/cross_host.rs` drives one schedule
+//! through both adapters with both limits and compares every output.
 //!
 //! **The ordering rule**, the one both hosts follow because it lives here:
 //! * inputs run one at a time, in the order they joined the machine's queue;
@@ -59,6 +69,14 @@ pub struct NodeLimits {
     pub queue_capacity: usize,
     /// Inputs one [`NodeRuntime::turn`] handles before giving the host back control.
     pub max_steps_per_turn: usize,
+    /// Arrivals one [`NodeRuntime::wake`] hands over before its turn: enough to batch
+    /// what arrived together, few enough that due timers are not starved by a flood.
+    #[serde(default = "default_max_arrivals_per_turn")]
+    pub max_arrivals_per_turn: usize,
+}
+
+fn default_max_arrivals_per_turn() -> usize {
+    1024
 }
 
 impl Default for NodeLimits {
@@ -66,17 +84,47 @@ impl Default for NodeLimits {
         NodeLimits {
             queue_capacity: 65_536,
             max_steps_per_turn: 1024,
+            max_arrivals_per_turn: default_max_arrivals_per_turn(),
         }
     }
 }
 
 impl NodeLimits {
     pub fn validate(&self) -> Result<(), String> {
-        if self.queue_capacity == 0 || self.max_steps_per_turn == 0 {
-            return Err("queue_capacity and max_steps_per_turn must be at least 1".into());
+        if self.queue_capacity == 0
+            || self.max_steps_per_turn == 0
+            || self.max_arrivals_per_turn == 0
+        {
+            return Err(
+                "queue_capacity, max_steps_per_turn and max_arrivals_per_turn must be at least 1"
+                    .into(),
+            );
         }
         Ok(())
     }
+}
+
+/// A host's network adapter, as [`NodeRuntime::wake`] sees it.
+pub trait Arrivals<M> {
+    /// The next envelope that has arrived and is not handed over yet; `None` when none
+    /// waits (the runtime asks again at its next wake).
+    fn next_arrival(&mut self) -> Option<Envelope<M>>;
+    /// What the runtime did with the envelope `next_arrival` just gave: hosts count
+    /// refusals and observe deliveries.
+    fn handed_over(&mut self, _result: Result<(), Refused>) {}
+}
+
+/// What one [`NodeRuntime::wake`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Woke {
+    /// Arrivals handed over (refused ones included).
+    pub handed: usize,
+    /// Inputs the turn handled.
+    pub steps: usize,
+    /// Wake again without waiting: inputs still wait in the queue, or arrivals may be
+    /// left (the hand-over stopped at `max_arrivals_per_turn`, or the queue was not
+    /// empty so none were taken).
+    pub again: bool,
 }
 
 /// The disks of a machine's actors, as the host keeps them (the simulator's survive a
@@ -240,6 +288,42 @@ impl<M: Message> NodeRuntime<M> {
             msg: envelope.msg,
         });
         Ok(())
+    }
+
+    /// One wake of a host's loop (the module docs): when the queue is empty, hands over
+    /// at most `max_arrivals_per_turn` envelopes from `arrivals`, in their order; then
+    /// runs one [`NodeRuntime::turn`].
+    ///
+    /// Arrivals are taken only into an empty queue, so a batch and everything it causes
+    /// at once (local sends, zero-delay timers) run before the next batch is taken —
+    /// whatever the turn size. Taking more whenever a turn ends would make the order
+    /// depend on `max_steps_per_turn`, which the two hosts set differently (seen: with
+    /// three arrivals per wake, the simulator's one-step turns let the next batch in
+    /// ahead of the API server's local send to the store; `tests/cross_host.rs`).
+    pub fn wake(
+        &mut self,
+        clocks: Clocks,
+        arrivals: &mut dyn Arrivals<M>,
+        disks: &mut dyn Disks,
+    ) -> Woke {
+        let mut handed = 0;
+        let looked = self.queue.is_empty();
+        if looked {
+            while handed < self.limits.max_arrivals_per_turn {
+                let Some(envelope) = arrivals.next_arrival() else {
+                    break;
+                };
+                handed += 1;
+                let result = self.deliver(envelope);
+                arrivals.handed_over(result);
+            }
+        }
+        let steps = self.turn(clocks, disks);
+        Woke {
+            handed,
+            steps,
+            again: self.has_queued() || !looked || handed == self.limits.max_arrivals_per_turn,
+        }
     }
 
     /// Moves the timers due by `clocks` into the queue, then handles queued inputs, at
@@ -628,6 +712,7 @@ mod tests {
         let limits = NodeLimits {
             queue_capacity: 2,
             max_steps_per_turn: 1,
+            ..NodeLimits::default()
         };
         let (mut runtime, mut disks) = machine(limits);
         runtime
@@ -660,10 +745,116 @@ mod tests {
         );
         assert!(NodeLimits {
             queue_capacity: 0,
-            max_steps_per_turn: 1
+            ..NodeLimits::default()
         }
         .validate()
         .is_err());
+        assert!(NodeLimits {
+            max_arrivals_per_turn: 0,
+            ..NodeLimits::default()
+        }
+        .validate()
+        .is_err());
+    }
+
+    /// A network adapter for tests: a queue of envelopes, and what the runtime said.
+    #[derive(Default)]
+    struct Inbox {
+        waiting: VecDeque<Envelope<TestMsg>>,
+        results: Vec<Result<(), Refused>>,
+    }
+
+    impl Arrivals<TestMsg> for Inbox {
+        fn next_arrival(&mut self) -> Option<Envelope<TestMsg>> {
+            self.waiting.pop_front()
+        }
+        fn handed_over(&mut self, result: Result<(), Refused>) {
+            self.results.push(result);
+        }
+    }
+
+    /// A wake hands over at most `max_arrivals_per_turn` arrivals, in order, before its
+    /// turn — so a due timer runs after them — and asks to be woken again while
+    /// arrivals may be left; refusals reach the adapter.
+    #[test]
+    fn a_wake_hands_over_a_bounded_batch_then_runs_a_turn() {
+        let limits = NodeLimits {
+            max_arrivals_per_turn: 2,
+            ..NodeLimits::default()
+        };
+        let (mut runtime, mut disks) = machine(limits);
+        // relay's 5 ms timer is due at 6 ms (set at 1 ms).
+        runtime
+            .deliver(from_client(relay(), TestMsg::Work(100)))
+            .unwrap();
+        runtime.turn(at_ms(1), &mut disks);
+        drain(&mut runtime);
+        let mut inbox = Inbox::default();
+        for n in 1..=3 {
+            inbox
+                .waiting
+                .push_back(from_client(batcher(), TestMsg::Work(n)));
+        }
+        inbox.waiting.push_back(from_client(
+            Address::new("m", "nobody", 0),
+            TestMsg::Work(9),
+        ));
+        let woke = runtime.wake(at_ms(6), &mut inbox, &mut disks);
+        assert_eq!((woke.handed, woke.steps, woke.again), (2, 4, true));
+        // The two arrivals ran before the due timer, then the flush carried both.
+        assert_eq!(
+            emitted(&drain(&mut runtime)),
+            vec![
+                TestMsg::Fired("relay-later".into()),
+                TestMsg::Batch(vec![1, 2])
+            ]
+        );
+        let woke = runtime.wake(at_ms(6), &mut inbox, &mut disks);
+        assert_eq!((woke.handed, woke.steps, woke.again), (2, 2, true));
+        assert_eq!(
+            inbox.results,
+            vec![
+                Ok(()),
+                Ok(()),
+                Ok(()),
+                Err(Refused::UnknownActor(Address::new("m", "nobody", 0)))
+            ]
+        );
+        let woke = runtime.wake(at_ms(6), &mut inbox, &mut disks);
+        assert_eq!((woke.handed, woke.steps, woke.again), (0, 0, false));
+        assert_eq!(emitted(&drain(&mut runtime)), vec![TestMsg::Batch(vec![3])]);
+    }
+
+    /// With one step per turn, a wake takes no arrivals while the last batch's inputs
+    /// (and what they caused) still wait: the order is the one a large turn gives.
+    #[test]
+    fn arrivals_are_taken_only_into_an_empty_queue() {
+        let limits = NodeLimits {
+            max_arrivals_per_turn: 2,
+            max_steps_per_turn: 1,
+            ..NodeLimits::default()
+        };
+        let (mut runtime, mut disks) = machine(limits);
+        let mut inbox = Inbox::default();
+        for n in 1..=4 {
+            inbox
+                .waiting
+                .push_back(from_client(batcher(), TestMsg::Work(n)));
+        }
+        let mut handed = Vec::new();
+        loop {
+            let woke = runtime.wake(at_ms(1), &mut inbox, &mut disks);
+            handed.push(woke.handed);
+            if !woke.again {
+                break;
+            }
+        }
+        // Work 1, work 2, the flush; then work 3, work 4, the flush; then a last look.
+        assert_eq!(handed, vec![2, 0, 0, 2, 0, 0, 0]);
+        assert_eq!(
+            emitted(&drain(&mut runtime)),
+            vec![TestMsg::Batch(vec![1, 2]), TestMsg::Batch(vec![3, 4])]
+        );
     }
 
     /// Actors of another machine and a second start of one actor are refused.

@@ -299,26 +299,16 @@ impl Shared {
         }
     }
 
-    /// Hands an envelope from the bus to the runtime (refusals are counted there).
-    fn hand_over(&self, envelope: Envelope<Message>) {
-        let to = envelope.to.clone();
-        match self.runtime.borrow_mut().deliver(envelope) {
-            Ok(()) => {}
-            Err(Refused::UnknownActor(_)) => {
-                tracing::warn!(%to, "message for an actor this node does not host; dropped");
-            }
-            Err(Refused::QueueFull) => tracing::debug!(%to, "input queue full; message dropped"),
-        }
-    }
-
-    /// Runs one turn of the runtime and releases its outputs.
-    fn turn(&self) {
+    /// Wakes the runtime once (hands over a batch of arrivals, runs a turn) and
+    /// releases its outputs.
+    fn wake(&self, arrivals: &mut InboxArrivals<'_>) -> keel_engine::Woke {
         let clocks = self.clocks();
         let mut runtime = self.runtime.borrow_mut();
-        runtime.turn(clocks, &mut *self.disks.borrow_mut());
+        let woke = runtime.wake(clocks, arrivals, &mut *self.disks.borrow_mut());
         while let Some(output) = runtime.poll_output() {
             self.release(output);
         }
+        woke
     }
 
     /// Releases one output: onto the bus, to the trace, to the user or the log.
@@ -390,35 +380,79 @@ impl Shared {
     }
 }
 
-/// Envelopes handed over from the inbox before a turn runs: enough to batch what arrived
-/// together, few enough that timers are not starved behind a flood.
-const MAX_ARRIVALS_PER_TURN: usize = 1024;
+/// The real host's network adapter (`keel_engine::Arrivals`): the bus inbox, read
+/// without waiting. Refusals are logged (and counted by the runtime).
+pub struct InboxArrivals<'a> {
+    inbox: &'a mut Inbox,
+    /// An envelope received while the loop waited, handed over first.
+    held: Option<Envelope<Message>>,
+    /// The address of the envelope just handed over, for the log.
+    taken: Option<Address>,
+    /// The transport stopped (the node is shutting down).
+    pub disconnected: bool,
+}
 
-/// The node's drive loop (the crate docs, step 5): hand over what arrived, run a turn,
-/// release its outputs; wait for the next arrival or deadline when idle.
+impl<'a> InboxArrivals<'a> {
+    /// The inbox, behind `held` (an envelope already taken out of it while waiting).
+    pub fn new(inbox: &'a mut Inbox, held: Option<Envelope<Message>>) -> Self {
+        InboxArrivals {
+            inbox,
+            held,
+            taken: None,
+            disconnected: false,
+        }
+    }
+}
+
+impl keel_engine::Arrivals<Message> for InboxArrivals<'_> {
+    fn next_arrival(&mut self) -> Option<Envelope<Message>> {
+        if let Some(envelope) = self.held.take() {
+            self.taken = Some(envelope.to.clone());
+            return Some(envelope);
+        }
+        match self.inbox.try_recv() {
+            Ok(envelope) => {
+                self.taken = Some(envelope.to.clone());
+                Some(envelope)
+            }
+            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => None,
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                self.disconnected = true;
+                None
+            }
+        }
+    }
+
+    fn handed_over(&mut self, result: Result<(), Refused>) {
+        let to = self.taken.take();
+        match result {
+            Ok(()) => {}
+            Err(Refused::UnknownActor(_)) => {
+                tracing::warn!(to = ?to, "message for an actor this node does not host; dropped");
+            }
+            Err(Refused::QueueFull) => {
+                tracing::debug!(to = ?to, "input queue full; message dropped")
+            }
+        }
+    }
+}
+
+/// The node's drive loop (the crate docs, step 5): wake the runtime (hand over what
+/// arrived, run a turn), release its outputs; wait for the next arrival or deadline
+/// when idle.
 async fn drive(mut inbox: Inbox, shared: Rc<Shared>) {
+    let mut held = None;
     loop {
         if shared.stopped.get() {
             return;
         }
-        let mut handed = 0;
-        while handed < MAX_ARRIVALS_PER_TURN {
-            match inbox.try_recv() {
-                Ok(envelope) => {
-                    shared.hand_over(envelope);
-                    handed += 1;
-                }
-                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
-                // The transport stopped: the node is shutting down.
-                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => return,
-            }
+        let mut arrivals = InboxArrivals::new(&mut inbox, held.take());
+        let woke = shared.wake(&mut arrivals);
+        if arrivals.disconnected {
+            return;
         }
-        shared.turn();
-        let (busy, deadline) = {
-            let runtime = shared.runtime.borrow();
-            (runtime.has_queued(), runtime.next_deadline())
-        };
-        if busy || handed == MAX_ARRIVALS_PER_TURN {
+        let deadline = shared.runtime.borrow().next_deadline();
+        if woke.again {
             // More is waiting: let the transport's tasks run, then go on.
             tokio::task::yield_now().await;
             continue;
@@ -434,7 +468,7 @@ async fn drive(mut inbox: Inbox, shared: Rc<Shared>) {
         };
         tokio::select! {
             arrived = inbox.recv() => match arrived {
-                Some(envelope) => shared.hand_over(envelope),
+                Some(envelope) => held = Some(envelope),
                 None => return,
             },
             _ = sleep => {}

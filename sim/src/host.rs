@@ -4,10 +4,12 @@
 //! [`NodeRuntime`] — the same runtime the real host drives, so the ordering of inputs
 //! (arrivals, local messages, zero-delay and due timers) is the one rule documented in
 //! `keel_engine::node`. The task starts the machine's actors and then loops:
-//! 1. hand the runtime every datagram that is due by now, in due order;
-//! 2. run the runtime's turns until nothing is queued (simulated time stands still);
-//! 3. release the outputs (below);
-//! 4. sleep until the runtime's next deadline or the next arrival, or until woken by a
+//! 1. take every datagram due by now off the network, in due order ([`SimArrivals`],
+//!    the network adapter);
+//! 2. wake the runtime (`NodeRuntime::wake`: hand over a bounded batch, run a turn of
+//!    one step), observe the deliveries and release the outputs (below), and wake it
+//!    again while it asks — simulated time stands still meanwhile;
+//! 3. sleep until the runtime's next deadline or the next arrival, or until woken by a
 //!    datagram sent to it.
 //!
 //! Releasing the outputs: the host records the trace events, reports observations and
@@ -412,9 +414,10 @@ impl Shared {
         }
     }
 
-    /// Hands `node`'s runtime every datagram due by now, in due order.
-    fn hand_over_arrivals(&mut self, node: &NodeId, runtime: &mut NodeRuntime<Message>) {
+    /// The datagrams due at `node` by now, taken off the network in due order.
+    fn due_arrivals(&mut self, node: &NodeId) -> SimArrivals {
         let now_ns = self.now_ns();
+        let mut arrivals = SimArrivals::default();
         loop {
             let arrival = self.in_flight.get_mut(node).and_then(|queue| {
                 let (&(due, key), _) = queue.first_key_value()?;
@@ -424,49 +427,105 @@ impl Shared {
                     None
                 }
             });
-            let Some(bytes) = arrival else { return };
+            let Some(bytes) = arrival else {
+                return arrivals;
+            };
             let Ok(datagram) = bincode::deserialize::<Datagram>(&bytes) else {
                 continue;
             };
             let Ok(envelope) = Envelope::<Message>::decode(&datagram.envelope, usize::MAX) else {
                 continue;
             };
-            let (from, to, msg) = (
-                envelope.from.clone(),
-                envelope.to.clone(),
-                envelope.msg.clone(),
-            );
-            match runtime.deliver(envelope) {
-                Ok(()) => {
-                    self.stats.delivered += 1;
-                    let at_ms = self.now_ms();
-                    self.observe(Observation::Delivered {
-                        id: datagram.id,
-                        at_ms,
-                        from: &from,
-                        to: &to,
-                        msg: &msg,
-                    });
-                }
-                Err(Refused::UnknownActor(_)) => self.stats.undeliverable += 1,
-                Err(Refused::QueueFull) => self.stats.inbox_overflow += 1,
-            }
+            arrivals.push(datagram.id, envelope);
         }
     }
 
-    /// Runs turns of `node`'s runtime until nothing is queued, releasing each turn's
-    /// outputs. Simulated time does not move meanwhile (no await in between).
-    fn run_turns(&mut self, node: &NodeId, runtime: &mut NodeRuntime<Message>) {
+    /// Wakes `node`'s runtime until it is idle, at one instant (simulated time does not
+    /// move: no await in between): the due datagrams are handed over, turns run, and
+    /// after each wake the deliveries are observed and the outputs released.
+    fn wake_until_idle(&mut self, node: &NodeId, runtime: &mut NodeRuntime<Message>) {
+        let mut arrivals = self.due_arrivals(node);
         loop {
             let clocks = self.clocks(node);
-            let before = runtime.stats().dropped_queue_full;
-            runtime.turn(clocks, &mut self.disks);
-            self.stats.local_overflow += runtime.stats().dropped_queue_full - before;
+            let dropped_before = runtime.stats().dropped_queue_full;
+            let overflow_before = arrivals.overflow;
+            let woke = runtime.wake(clocks, &mut arrivals, &mut self.disks);
+            let inbox_overflow = arrivals.overflow - overflow_before;
+            self.stats.inbox_overflow += inbox_overflow;
+            self.stats.local_overflow +=
+                runtime.stats().dropped_queue_full - dropped_before - inbox_overflow;
+            self.stats.undeliverable += std::mem::take(&mut arrivals.undeliverable);
+            for (id, envelope) in std::mem::take(&mut arrivals.delivered) {
+                self.stats.delivered += 1;
+                let at_ms = self.now_ms();
+                self.observe(Observation::Delivered {
+                    id,
+                    at_ms,
+                    from: &envelope.from,
+                    to: &envelope.to,
+                    msg: &envelope.msg,
+                });
+            }
             release_outputs(self, node, runtime);
-            if !runtime.has_queued() {
+            if !woke.again {
                 return;
             }
         }
+    }
+}
+
+/// The simulator's network adapter for one wake-up (`keel_engine::Arrivals`): the
+/// datagrams due at this instant, decoded, in due order, and what the runtime did with
+/// each — deliveries for the checkers to observe, refusals counted.
+#[derive(Default)]
+pub struct SimArrivals {
+    due: std::collections::VecDeque<(u64, Envelope<Message>)>,
+    /// The datagram just handed over, until the runtime says what it did with it.
+    taken: Option<(u64, Envelope<Message>)>,
+    /// Delivered datagrams (their ids and envelopes), in order, not yet observed.
+    pub delivered: Vec<(u64, Envelope<Message>)>,
+    /// Datagrams for an actor the machine does not host.
+    pub undeliverable: u64,
+    /// Datagrams refused by a full input queue.
+    pub overflow: u64,
+}
+
+impl SimArrivals {
+    /// Adds a datagram (its network id and envelope) behind those already due.
+    pub fn push(&mut self, id: u64, envelope: Envelope<Message>) {
+        self.due.push_back((id, envelope));
+    }
+}
+
+impl keel_engine::Arrivals<Message> for SimArrivals {
+    fn next_arrival(&mut self) -> Option<Envelope<Message>> {
+        let (id, envelope) = self.due.pop_front()?;
+        self.taken = Some((id, envelope.clone()));
+        Some(envelope)
+    }
+
+    fn handed_over(&mut self, result: Result<(), Refused>) {
+        let Some(taken) = self.taken.take() else {
+            return;
+        };
+        match result {
+            Ok(()) => self.delivered.push(taken),
+            Err(Refused::UnknownActor(_)) => self.undeliverable += 1,
+            Err(Refused::QueueFull) => self.overflow += 1,
+        }
+    }
+}
+
+/// The node runtime's limits in the simulator. One input per turn: the host releases
+/// each step's outputs before the next step runs, so checkers observe a send with the
+/// disks as that step left them (acks-durable reads them). Simulated time stands still
+/// across the wakes of one instant, so the order of inputs is the runtime's rule all the
+/// same (`tests/cross_host.rs` checks it against the real host's limits).
+pub fn node_limits(network: &NetworkConfig) -> NodeLimits {
+    NodeLimits {
+        queue_capacity: network.local_queue_capacity,
+        max_steps_per_turn: 1,
+        ..NodeLimits::default()
     }
 }
 
@@ -535,8 +594,7 @@ async fn machine_main(shared: Arc<Mutex<Shared>>, node: NodeId) {
                 // Killed: the fault removed this incarnation's runtime.
                 return;
             };
-            s.hand_over_arrivals(&node, &mut runtime);
-            s.run_turns(&node, &mut runtime);
+            s.wake_until_idle(&node, &mut runtime);
             let now_ns = s.now_ns();
             let next_arrival = s
                 .in_flight
@@ -805,14 +863,7 @@ pub fn run(config: SimConfig) -> Result<RunSummary, SimError> {
         in_flight: BTreeMap::new(),
         wakers: BTreeMap::new(),
         inbox_capacity: config.network.inbox_capacity,
-        // One input per turn: the host releases each step's outputs before the next
-        // step runs, so checkers observe a send with the disks as that step left them
-        // (acks-durable reads them). Simulated time stands still across the turns of one
-        // wake-up, so the order of inputs is the runtime's rule all the same.
-        node_limits: NodeLimits {
-            queue_capacity: config.network.local_queue_capacity,
-            max_steps_per_turn: 1,
-        },
+        node_limits: node_limits(&config.network),
         runtimes: BTreeMap::new(),
         digest: TraceDigest::default(),
         recorder,
