@@ -387,10 +387,19 @@ pub struct ApiWritesResume {
     lost_after: BTreeMap<u64, u64>,
     /// Request ids of the writers' writes (to tell a lost answer to a write).
     write_ids: BTreeSet<u64>,
+    /// The balancer's ids of the writes it forwarded → the writer behind each (to tell
+    /// a lost answer on the balancer's hop).
+    forwarded: BTreeMap<u64, u64>,
     /// Per writer: when it last sent a write. A writer has one request at a time, so an
     /// answer is to that write; one sent before the last fault and answered after it
     /// is no evidence that writes go through again, and does not count.
     write_sent_ms: BTreeMap<u64, u64>,
+}
+
+/// The writer of an update the workload sent: its body names it (`data.writer`).
+fn writer_of(request: &keel_actors::apiserver::ApiRequest) -> Option<u64> {
+    let body: serde_json::Value = serde_json::from_slice(&request.body).ok()?;
+    body["data"]["writer"].as_str()?.parse().ok()
 }
 
 pub const RESUME_BOUND_MS: u64 = STORE_ELECTION_MS + 2 * WRITER_REQUEST_TIMEOUT_MS;
@@ -412,27 +421,46 @@ impl Invariant for ApiWritesResume {
                     .insert(u64::from(from.instance), world.now_ms);
                 return Ok(());
             }
+            Observation::Sent {
+                from,
+                msg: Message::Api(ApiMessage::Request { id, request }),
+                ..
+            } if from.component == BALANCER_KIND && !request.is_read() => {
+                if let Some(writer) = writer_of(request) {
+                    self.forwarded.insert(*id, writer);
+                }
+                return Ok(());
+            }
             Observation::Lost { from, to, msg, .. } => {
                 // A lost read is resent after `read_retransmit_ms`: only a lost write or
-                // a lost answer to one costs a request timeout.
+                // a lost answer to one costs a request timeout — on the writer's own hop
+                // or on the balancer's (seen: seed 782 of --nemesis lost the balancer's
+                // forward of writer 1's update, 9.2 s without an answer).
                 let writer = match msg {
                     Message::Api(ApiMessage::Request { request, .. })
                         if from.component == WORKLOAD_KIND && !request.is_read() =>
                     {
-                        Some(from)
+                        Some(u64::from(from.instance))
+                    }
+                    Message::Api(ApiMessage::Request { request, .. })
+                        if from.component == BALANCER_KIND && !request.is_read() =>
+                    {
+                        writer_of(request)
                     }
                     Message::Api(ApiMessage::Response { id, .. })
                         if to.component == WORKLOAD_KIND && self.write_ids.contains(id) =>
                     {
-                        Some(to)
+                        Some(u64::from(to.instance))
+                    }
+                    Message::Api(ApiMessage::Response { id, .. })
+                        if to.component == BALANCER_KIND =>
+                    {
+                        self.forwarded.get(id).copied()
                     }
                     _ => None,
                 };
                 if let (Some(writer), true) = (writer, after) {
-                    *self
-                        .lost_after
-                        .entry(u64::from(writer.instance))
-                        .or_default() += 1;
+                    *self.lost_after.entry(writer).or_default() += 1;
                 }
                 return Ok(());
             }
