@@ -99,20 +99,39 @@ fn the_quota_controller_recounts_a_newly_limited_resource() {
             ),
         ],
     });
-    let (summary, reports) = keel_tests::run_machines(
-        "quota-recount",
-        5,
-        30_000,
-        machines,
-        NetworkConfig {
-            loss_rate: 0.02,
-            ..NetworkConfig::default()
-        },
-        FaultSchedule::new(Vec::new()),
-        Vec::new(),
-    )
-    .unwrap();
-    assert!(summary.ok, "{:?}", summary.invariants);
+    // The script does not resend, and the network loses 2% of messages: the test runs
+    // on the first seed whose setup steps were all answered (seed 5 was, until the API
+    // server's timers changed the runs; then the quota's create was lost on its way).
+    let mut premise = None;
+    for seed in 1..=20 {
+        let (summary, reports) = keel_tests::run_machines(
+            "quota-recount",
+            seed,
+            30_000,
+            machines.clone(),
+            NetworkConfig {
+                loss_rate: 0.02,
+                ..NetworkConfig::default()
+            },
+            FaultSchedule::new(Vec::new()),
+            Vec::new(),
+        )
+        .unwrap();
+        assert!(summary.ok, "seed {seed}: {:?}", summary.invariants);
+        let setup_codes: Vec<u16> = reports
+            .iter()
+            .filter_map(|r| match r {
+                Report::ApiScript(r) if r.step < 4 => Some(r.code),
+                _ => None,
+            })
+            .take(4)
+            .collect();
+        if setup_codes == [201, 201, 201, 200] {
+            premise = Some(reports);
+            break;
+        }
+    }
+    let reports = premise.expect("on some seed of 1..=20 every setup step was answered");
     let mut updated = None;
     let mut last_quota = None;
     let mut listed = None;
@@ -129,7 +148,7 @@ fn the_quota_controller_recounts_a_newly_limited_resource() {
             }
         }
     }
-    // Both creates were answered on this seed: two ConfigMaps to count.
+    // Both creates were answered: two ConfigMaps to count.
     assert_eq!(listed, Some(2), "the ConfigMaps listed at the end");
     let updated = updated.expect("the quota was updated");
     assert_eq!(

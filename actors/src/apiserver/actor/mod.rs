@@ -83,10 +83,21 @@ const COMPACT_KEY: &str = "/registry/compact_rev_key";
 pub const SYSTEM_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
 
+/// The server's timers: one at the store client's own next deadline (a request timing
+/// out or resent, a watch gap to give up on), re-armed after every input, and a coarse
+/// housekeeping round for what is periodic by nature (bookmarks, compaction rounds,
+/// retrying the system namespaces) — not a fixed tick that wakes every idle server.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ApiTimer {
-    Tick,
+    Client,
+    Housekeeping,
 }
+
+/// The housekeeping round. Bookmarks (every `bookmark_ms`, 5 s by default) and
+/// compaction rounds are due to within this much; the system namespaces are retried
+/// every `BOOTSTRAP_RETRY_ROUNDS` rounds while any is missing.
+const HOUSEKEEPING_MS: u64 = 250;
+const BOOTSTRAP_RETRY_ROUNDS: u64 = 4;
 
 /// Where an operation is.
 #[derive(Clone, Debug)]
@@ -199,7 +210,10 @@ pub struct ApiServer {
     /// System namespaces not yet confirmed to exist (the store may have no leader yet
     /// when the API server starts: retried every second until done).
     bootstrap_pending: Vec<String>,
+    /// Housekeeping rounds so far.
     ticks: u64,
+    /// When the client timer is set to fire (the store client's deadline it was set for).
+    client_timer: Option<Time>,
     pub served: u64,
     /// Compaction rounds: the compaction key's version this server last saw, the revision
     /// to compact at the next round, and when the last round started.
@@ -237,6 +251,7 @@ impl ApiServer {
             watchers: BTreeMap::new(),
             bootstrap_pending: SYSTEM_NAMESPACES.iter().map(|n| n.to_string()).collect(),
             ticks: 0,
+            client_timer: None,
             served: 0,
             compact_version: 0,
             compact_revision: 0,
@@ -480,11 +495,14 @@ impl Actor for ApiServer {
                 ) {
                     self.client = client;
                 }
-                ctx.set_timer(ApiTimer::Tick, Duration::from_millis(100));
+                ctx.set_timer(
+                    ApiTimer::Housekeeping,
+                    Duration::from_millis(HOUSEKEEPING_MS),
+                );
                 self.bootstrap(ctx);
             }
-            Input::Timer(ApiTimer::Tick) => {
-                ctx.set_timer(ApiTimer::Tick, Duration::from_millis(100));
+            Input::Timer(ApiTimer::Client) => {
+                self.client_timer = None;
                 let (completions, outputs) = self.client.on_tick(ctx, now);
                 for done in completions {
                     self.completion(ctx, done);
@@ -495,10 +513,18 @@ impl Actor for ApiServer {
                 {
                     self.on_cache_events(ctx, watch, output);
                 }
+            }
+            Input::Timer(ApiTimer::Housekeeping) => {
+                ctx.set_timer(
+                    ApiTimer::Housekeeping,
+                    Duration::from_millis(HOUSEKEEPING_MS),
+                );
                 self.bookmarks(ctx);
                 self.maybe_compact(ctx);
                 self.ticks += 1;
-                if !self.bootstrap_pending.is_empty() && self.ticks.is_multiple_of(10) {
+                if !self.bootstrap_pending.is_empty()
+                    && self.ticks.is_multiple_of(BOOTSTRAP_RETRY_ROUNDS)
+                {
                     self.bootstrap(ctx);
                 }
             }
@@ -542,6 +568,7 @@ impl Actor for ApiServer {
                 _ => {}
             },
         }
+        self.arm_client_timer(ctx);
     }
 
     fn status(&self) -> serde_json::Value {
@@ -555,6 +582,25 @@ impl Actor for ApiServer {
 }
 
 impl ApiServer {
+    /// Sets the client timer to the store client's next deadline when that moved (an
+    /// input may have sent, answered or timed out requests).
+    fn arm_client_timer(&mut self, ctx: &mut Ctx<'_>) {
+        let due = self.client.next_deadline();
+        if due == self.client_timer {
+            return;
+        }
+        self.client_timer = due;
+        match due {
+            // At least a millisecond: a deadline the client's tick failed to move
+            // must not spin the server on zero-delay timers.
+            Some(due) => ctx.set_timer(
+                ApiTimer::Client,
+                due.since(ctx.now()).max(Duration::from_millis(1)),
+            ),
+            None => ctx.cancel_timer(ApiTimer::Client),
+        }
+    }
+
     fn completion(&mut self, ctx: &mut Ctx<'_>, done: Completion) {
         // Watch-cache loads are operations without a client.
         if let Some(op) = self.ops.get(&done.tag) {
