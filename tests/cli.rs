@@ -88,12 +88,14 @@ fn record_then_replay() {
     let dir = TempDir::new("cli-replay");
     let trace = dir.join("t.trace");
     let trace_arg = trace.to_str().unwrap();
+    // 8 s: long enough that the watchers see events on this seed (in 5 s they did
+    // not, after the API server's timers changed the run).
     let run = keel(&[
         "sim",
         "--seed",
         "7",
         "--duration",
-        "5s",
+        "8s",
         "--json",
         "--record",
         trace_arg,
