@@ -161,12 +161,13 @@ impl<'a, M: Message, T: Serialize + Debug> Context<'a, M, T> {
         self.effects.push(Effect::Send { to, msg });
     }
 
-    /// Sets (or resets) `timer` to fire once after `after`.
+    /// Sets (or resets) `timer` to fire once after `after`, in whole milliseconds
+    /// rounded up: never early (a deadline 0.4 ms away fires after 1 ms, not at once).
     pub fn set_timer(&mut self, timer: T, after: Duration) {
         self.effects.push(Effect::SetTimer {
             key: encode_timer(&timer),
             label: format!("{timer:?}"),
-            after_ms: after.as_millis() as u64,
+            after_ms: u64::try_from(after.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX),
         });
     }
 
@@ -297,4 +298,34 @@ pub struct ActorSpec {
 /// Builds actors from specs; `keel-actors` provides the registry of every component.
 pub trait ActorFactory<M: Message> {
     fn build(&self, address: &Address, spec: &ActorSpec) -> Result<Box<dyn DynActor<M>>, String>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemStorage;
+    use rand::SeedableRng;
+
+    /// Timer durations become whole milliseconds rounded up, so a timer never fires
+    /// before the deadline it was set for.
+    #[test]
+    fn timers_round_up_to_whole_milliseconds() {
+        let me = Address::new("m", "a", 0);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut storage = MemStorage::default();
+        let mut ctx: Context<'_, String, String> =
+            Context::new(&me, Time(0), &mut rng, &mut storage);
+        for micros in [0, 400, 1_000, 1_001, 5_000] {
+            ctx.set_timer(format!("{micros}"), Duration::from_micros(micros));
+        }
+        let after: Vec<u64> = ctx
+            .into_effects()
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::SetTimer { after_ms, .. } => Some(after_ms),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(after, vec![0, 1, 1, 2, 5]);
+    }
 }

@@ -263,6 +263,7 @@ fn racing_creates_never_overspend_a_quota() {
         ],
         start_after_ms: 18_000,
         step_timeout_ms: 3_000,
+        wait_ready: false,
     };
     clients.push((
         Address::new("c1", SCRIPT_KIND, 0),

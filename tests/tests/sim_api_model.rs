@@ -321,6 +321,7 @@ fn run(seed: u64, ops: &[Op]) -> Result<(), String> {
                             steps,
                             start_after_ms: 3_000,
                             step_timeout_ms: 5_000,
+                            wait_ready: true,
                         })
                         .unwrap(),
                     ),

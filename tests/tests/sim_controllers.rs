@@ -70,6 +70,7 @@ fn the_quota_controller_recounts_a_newly_limited_resource() {
         ],
         start_after_ms: 4_000,
         step_timeout_ms: 3_000,
+        wait_ready: true,
     };
     // The check reads the quota and the ConfigMaps three times each (the network
     // loses 2% of messages; the script does not resend): the last answers count.
@@ -85,6 +86,7 @@ fn the_quota_controller_recounts_a_newly_limited_resource() {
             .collect(),
         start_after_ms: 22_000,
         step_timeout_ms: 1_000,
+        wait_ready: false,
     };
     machines.push(Machine {
         name: "c1".into(),

@@ -4,6 +4,10 @@
 //!
 //! A step may take the resourceVersion of an earlier answer (`use_version_of`), so a
 //! script can express "update with the version I read" and "update with a stale one".
+//!
+//! With `wait_ready`, the script first probes the API server (every
+//! `READY_PROBE_EVERY_MS`) until it answers ready — the system namespaces exist — as a
+//! test framework waits for `/readyz`; otherwise it starts after `start_after_ms` only.
 
 use crate::apiserver::messages::{ApiMessage, ApiRequest};
 use crate::message::{Message, Report};
@@ -27,7 +31,15 @@ pub struct ScriptConfig {
     pub steps: Vec<ScriptStep>,
     pub start_after_ms: u64,
     pub step_timeout_ms: u64,
+    /// Probe the API server after `start_after_ms` until it is ready, then run.
+    #[serde(default)]
+    pub wait_ready: bool,
 }
+
+/// How often a script waiting for readiness probes.
+pub const READY_PROBE_EVERY_MS: u64 = 100;
+/// Probe ids: far above the step ids (step index + 1).
+const PROBE_ID_BASE: u64 = 1 << 62;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScriptReport {
@@ -40,6 +52,7 @@ pub struct ScriptReport {
 pub enum ScriptTimer {
     Next,
     Timeout(usize),
+    Probe,
 }
 
 pub struct ApiScript {
@@ -47,15 +60,18 @@ pub struct ApiScript {
     step: usize,
     versions: Vec<Option<String>>,
     waiting: bool,
+    /// Probes sent while waiting for readiness; `None` once ready (or not waiting).
+    probes: Option<u64>,
 }
 
 impl ApiScript {
     pub fn new(config: ScriptConfig) -> Result<Self, String> {
         Ok(ApiScript {
-            config,
             step: 0,
             versions: Vec::new(),
             waiting: false,
+            probes: config.wait_ready.then_some(0),
+            config,
         })
     }
 
@@ -113,10 +129,38 @@ impl Actor for ApiScript {
         ctx: &mut Context<'_, Message, ScriptTimer>,
     ) {
         match input {
-            Input::Start(_) => ctx.set_timer(
-                ScriptTimer::Next,
-                Duration::from_millis(self.config.start_after_ms),
-            ),
+            Input::Start(_) => {
+                let first = if self.probes.is_some() {
+                    ScriptTimer::Probe
+                } else {
+                    ScriptTimer::Next
+                };
+                ctx.set_timer(first, Duration::from_millis(self.config.start_after_ms));
+            }
+            Input::Timer(ScriptTimer::Probe) => {
+                if let Some(sent) = self.probes.as_mut() {
+                    *sent += 1;
+                    let id = PROBE_ID_BASE + *sent;
+                    ctx.send(
+                        self.config.apiserver.clone(),
+                        Message::Api(ApiMessage::Probe { id }),
+                    );
+                    ctx.set_timer(
+                        ScriptTimer::Probe,
+                        Duration::from_millis(READY_PROBE_EVERY_MS),
+                    );
+                }
+            }
+            Input::Message {
+                msg: Message::Api(ApiMessage::Response { id, response }),
+                ..
+            } if id > PROBE_ID_BASE => {
+                if self.probes.is_some() && response.code == 200 {
+                    self.probes = None;
+                    ctx.cancel_timer(ScriptTimer::Probe);
+                    self.send(ctx);
+                }
+            }
             Input::Timer(ScriptTimer::Next) => {
                 if !self.waiting {
                     self.send(ctx);

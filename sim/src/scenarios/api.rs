@@ -1475,6 +1475,7 @@ pub fn semantics(_seed: u64, _d: u64) -> Setup {
         steps,
         start_after_ms: 3_000,
         step_timeout_ms: 5_000,
+        wait_ready: false,
     };
     all.push(Machine {
         name: "c1".into(),

@@ -592,7 +592,8 @@ impl ApiServer {
         self.client_timer = due;
         match due {
             // At least a millisecond: a deadline the client's tick failed to move
-            // must not spin the server on zero-delay timers.
+            // must not spin the server on zero-delay timers. (Timers round up to whole
+            // milliseconds, so the firing finds the deadline reached.)
             Some(due) => ctx.set_timer(
                 ApiTimer::Client,
                 due.since(ctx.now()).max(Duration::from_millis(1)),
