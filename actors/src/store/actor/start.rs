@@ -82,24 +82,57 @@ impl Store {
         } else {
             self.state.restore(snapshot.get_data(), applied)?;
         }
-        let raft_config = raft::Config {
-            id: self.config.id,
-            election_tick: self.config.election_ticks,
-            heartbeat_tick: self.config.heartbeat_ticks,
-            min_election_tick: self.config.election_ticks,
-            max_election_tick: self.config.election_ticks + 1,
-            applied,
-            max_size_per_msg: self.config.max_size_per_msg,
-            max_inflight_msgs: self.config.max_inflight_msgs,
-            check_quorum: true,
-            pre_vote: true,
-            ..Default::default()
-        };
+        let raft_config = raft_config(&self.config, applied);
         let node = RawNode::new(&raft_config, log, &self.logger)
             .map_err(|e| format!("raft refused to start: {e}"))?;
         self.raft = Some(node);
         let role_skip = self.config.election_ticks;
         self.skip_ticks = rand::Rng::gen_range(ctx.rng(), 0..role_skip);
         Ok(())
+    }
+}
+
+/// raft-rs's configuration for a member. raft-rs draws each randomized election timeout
+/// from the process-wide `thread_rng` over `[min_election_tick, max_election_tick)`:
+/// keel keeps that range one tick wide so the draw has a single outcome and runs stay
+/// deterministic (the member randomises elections itself, from its seeded RNG, by
+/// withholding ticks). Widening the range would make runs depend on `thread_rng`.
+pub(super) fn raft_config(config: &StoreConfig, applied: u64) -> raft::Config {
+    let raft_config = raft::Config {
+        id: config.id,
+        election_tick: config.election_ticks,
+        heartbeat_tick: config.heartbeat_ticks,
+        min_election_tick: config.election_ticks,
+        max_election_tick: config.election_ticks + 1,
+        applied,
+        max_size_per_msg: config.max_size_per_msg,
+        max_inflight_msgs: config.max_inflight_msgs,
+        check_quorum: true,
+        pre_vote: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        raft_config.max_election_tick,
+        raft_config.min_election_tick + 1,
+        "raft-rs's election jitter comes from thread_rng: its range must stay one tick wide"
+    );
+    raft_config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The randomized election timeout raft-rs draws from `thread_rng` has exactly one
+    /// possible value, for every member configuration (default and adjusted).
+    #[test]
+    fn raft_draws_its_election_timeout_from_a_single_value() {
+        let mut config = StoreConfig::new(1, Vec::new());
+        for ticks in [config.election_ticks, 3, 50] {
+            config.election_ticks = ticks;
+            let raft = raft_config(&config, 0);
+            assert_eq!(raft.min_election_tick, ticks);
+            assert_eq!(raft.max_election_tick - raft.min_election_tick, 1);
+        }
     }
 }
