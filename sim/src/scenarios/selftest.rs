@@ -316,10 +316,16 @@ impl Invariant for AcksDurable {
     }
 }
 
-/// Nothing sent across a cut link arrives.
+/// Nothing sent across a cut link arrives. The checker keeps its own model of the cut
+/// links from the fault schedule (partitions, one-way cuts, heals) rather than trusting
+/// the network's `cut` flag: a network that lost track of a partition — delivering
+/// across it, or dropping on a link that is whole — fails here.
 #[derive(Default)]
 pub struct PartitionsHold {
+    /// Messages sent while their link was cut.
     cut: BTreeSet<u64>,
+    /// The links (from, to) the standing partitions cut, by machine name.
+    links: BTreeSet<(String, String)>,
 }
 
 impl Invariant for PartitionsHold {
@@ -328,8 +334,42 @@ impl Invariant for PartitionsHold {
     }
     fn observe(&mut self, observation: &Observation<'_>, _world: &World<'_>) -> Result<(), String> {
         match observation {
-            Observation::Sent { id, cut: true, .. } => {
-                self.cut.insert(*id);
+            Observation::Fault { fault, .. } => match fault {
+                Fault::Partition { groups } => {
+                    for (i, left) in groups.iter().enumerate() {
+                        for (j, right) in groups.iter().enumerate() {
+                            if i == j {
+                                continue;
+                            }
+                            for a in left {
+                                for b in right {
+                                    self.links.insert((a.clone(), b.clone()));
+                                }
+                            }
+                        }
+                    }
+                }
+                Fault::PartitionOneWay { from, to } => {
+                    self.links.insert((from.clone(), to.clone()));
+                }
+                Fault::Heal => self.links.clear(),
+                _ => {}
+            },
+            Observation::Sent {
+                id, from, to, cut, ..
+            } => {
+                let link = (from.node.to_string(), to.node.to_string());
+                let expected = self.links.contains(&link);
+                if *cut != expected {
+                    return Err(format!(
+                        "message {id} from {from} to {to}: the network {} the link, the schedule {}",
+                        if *cut { "cut" } else { "kept" },
+                        if expected { "cut it" } else { "kept it whole" }
+                    ));
+                }
+                if expected {
+                    self.cut.insert(*id);
+                }
             }
             Observation::Delivered { id, from, to, .. } if self.cut.contains(id) => {
                 return Err(format!(
@@ -545,5 +585,70 @@ impl Invariant for LivenessAfterHeal {
             "all {} machines exchanged pongs after the last fault",
             self.peers.len()
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `partitions-hold` fails when the network's view of a link disagrees with the
+    /// schedule's (a cut link used, or a whole link dropped) and when a message sent
+    /// across a cut is delivered; a heal makes the link whole again.
+    #[test]
+    fn partitions_hold_catches_a_network_that_ignores_a_partition() {
+        let disks = BTreeMap::new();
+        let world = World {
+            disks: &disks,
+            now_ms: 0,
+            duration_ms: 1,
+            last_fault_ms: 0,
+        };
+        let (a, b) = (Address::new("n1", KIND, 0), Address::new("n2", KIND, 0));
+        let msg = Message::Report(keel_actors::message::Report::Api(
+            keel_actors::drivers::api_workload::ApiReport::Unsure { client: 0 },
+        ));
+        let cut_one_way = Fault::PartitionOneWay {
+            from: "n1".into(),
+            to: "n2".into(),
+        };
+        let sent = |id: u64, cut: bool| Observation::Sent {
+            id,
+            at_ms: 0,
+            from: &a,
+            to: &b,
+            msg: &msg,
+            cut,
+        };
+        let mut check = PartitionsHold::default();
+        let fault = Observation::Fault {
+            at_ms: 0,
+            fault: &cut_one_way,
+        };
+        assert!(check.observe(&fault, &world).is_ok());
+        // The network kept a link the schedule cut.
+        assert!(check.observe(&sent(1, false), &world).is_err());
+        // Cut as scheduled, but then delivered.
+        let mut check = PartitionsHold::default();
+        check.observe(&fault, &world).unwrap();
+        assert!(check.observe(&sent(2, true), &world).is_ok());
+        let delivered = Observation::Delivered {
+            id: 2,
+            at_ms: 0,
+            from: &a,
+            to: &b,
+            msg: &msg,
+        };
+        assert!(check.observe(&delivered, &world).is_err());
+        // After a heal the link is whole: a cut there is the network's mistake.
+        let mut check = PartitionsHold::default();
+        check.observe(&fault, &world).unwrap();
+        let heal = Observation::Fault {
+            at_ms: 0,
+            fault: &Fault::Heal,
+        };
+        check.observe(&heal, &world).unwrap();
+        assert!(check.observe(&sent(3, false), &world).is_ok());
+        assert!(check.observe(&sent(4, true), &world).is_err());
     }
 }
