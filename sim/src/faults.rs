@@ -73,6 +73,30 @@ pub struct FaultSchedule {
     pub faults: Vec<TimedFault>,
 }
 
+impl Fault {
+    /// The links (from, to), by machine name, that this fault cuts: every pair across
+    /// the groups of a partition (both ways), the one link of a one-way cut, none else.
+    pub fn cut_links(&self) -> Vec<(String, String)> {
+        match self {
+            Fault::Partition { groups } => {
+                let mut links = Vec::new();
+                for (i, left) in groups.iter().enumerate() {
+                    for (j, right) in groups.iter().enumerate() {
+                        if i != j {
+                            for a in left {
+                                links.extend(right.iter().map(|b| (a.clone(), b.clone())));
+                            }
+                        }
+                    }
+                }
+                links
+            }
+            Fault::PartitionOneWay { from, to } => vec![(from.clone(), to.clone())],
+            _ => Vec::new(),
+        }
+    }
+}
+
 impl FaultSchedule {
     pub fn new(mut faults: Vec<TimedFault>) -> Self {
         // Stable sort: faults at the same instant keep the order they were given in.

@@ -666,24 +666,11 @@ fn apply_fault(
         });
     };
     match fault {
-        Fault::Partition { groups } => {
-            for (i, left) in groups.iter().enumerate() {
-                for (j, right) in groups.iter().enumerate() {
-                    if i == j {
-                        continue;
-                    }
-                    for a in left {
-                        for b in right {
-                            s.cut
-                                .insert((NodeId::new(a.as_str()), NodeId::new(b.as_str())));
-                        }
-                    }
-                }
+        Fault::Partition { .. } | Fault::PartitionOneWay { .. } => {
+            for (a, b) in fault.cut_links() {
+                s.cut
+                    .insert((NodeId::new(a.as_str()), NodeId::new(b.as_str())));
             }
-        }
-        Fault::PartitionOneWay { from, to } => {
-            s.cut
-                .insert((NodeId::new(from.as_str()), NodeId::new(to.as_str())));
         }
         Fault::Heal => s.cut.clear(),
         Fault::KillStoreLeader => {

@@ -334,27 +334,12 @@ impl Invariant for PartitionsHold {
     }
     fn observe(&mut self, observation: &Observation<'_>, _world: &World<'_>) -> Result<(), String> {
         match observation {
-            Observation::Fault { fault, .. } => match fault {
-                Fault::Partition { groups } => {
-                    for (i, left) in groups.iter().enumerate() {
-                        for (j, right) in groups.iter().enumerate() {
-                            if i == j {
-                                continue;
-                            }
-                            for a in left {
-                                for b in right {
-                                    self.links.insert((a.clone(), b.clone()));
-                                }
-                            }
-                        }
-                    }
+            Observation::Fault { fault, .. } => {
+                if matches!(fault, Fault::Heal) {
+                    self.links.clear();
                 }
-                Fault::PartitionOneWay { from, to } => {
-                    self.links.insert((from.clone(), to.clone()));
-                }
-                Fault::Heal => self.links.clear(),
-                _ => {}
-            },
+                self.links.extend(fault.cut_links());
+            }
             Observation::Sent {
                 id, from, to, cut, ..
             } => {

@@ -114,7 +114,7 @@ pub(super) fn raft_config(config: &StoreConfig, applied: u64) -> raft::Config {
     assert_eq!(
         raft_config.max_election_tick,
         raft_config.min_election_tick + 1,
-        "raft-rs's election jitter comes from thread_rng: its range must stay one tick wide"
+        "raft-rs draws election jitter outside the member's seeded RNG: its range must stay one tick wide"
     );
     raft_config
 }
