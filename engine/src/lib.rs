@@ -22,6 +22,7 @@ pub mod node;
 pub mod replay;
 pub mod storage;
 pub mod trace;
+pub mod wal;
 
 pub use actor::{
     Actor, ActorFactory, ActorSpec, Context, Control, DynActor, Effect, Input, RawInput, StartKind,

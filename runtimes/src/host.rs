@@ -2,7 +2,7 @@
 //!
 //! Owns: the process's actix `System`, the machine's [`NodeRuntime`] (every engine actor's
 //! cell, the input queue and the timers — `keel_engine::node`), the actors' storages
-//! ([`SledStorage`] or [`WalStorage`]), the node's sled database, the trace file, the
+//! ([`SledStorage`] or [`WalStorage`]), the node's sled database or lock file, the trace file, the
 //! status line and shutdown. Touches: the network through [`Transport`], the data
 //! directory, the trace file, the clock and the process RNG.
 //!
@@ -189,6 +189,45 @@ impl keel_engine::Storage for NodeStorage {
             NodeStorage::Sled(s) => s.sync(),
             NodeStorage::Wal(w) => w.sync(),
         }
+    }
+}
+
+/// What holds a node's data directory while it runs.
+enum DataDir {
+    /// The node's sled database (its lock keeps other processes out).
+    Sled(sled::Db),
+    /// The lock file of a write-ahead-log node, held until the node stops.
+    Wal(#[allow(dead_code)] File),
+}
+
+/// Takes `dir/LOCK` for this process: a second process on the same directory would
+/// interleave its log writes with ours.
+fn lock_data_dir(dir: &std::path::Path) -> Result<File, String> {
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "{} is locked: another keel process is using this data directory",
+            path.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
+}
+
+/// `KEEL_TEST_SKIP_FSYNC=1` turns off the write-ahead log's fsync: test only, so the
+/// power-loss test can show that it catches a store that does not sync.
+fn skip_fsync_for_tests() -> crate::wal_storage::Fsync {
+    if std::env::var("KEEL_TEST_SKIP_FSYNC").is_ok_and(|v| v == "1") {
+        tracing::warn!("KEEL_TEST_SKIP_FSYNC=1: the write-ahead log does NOT fsync; acknowledged writes can be lost (test only)");
+        crate::wal_storage::Fsync::Skip
+    } else {
+        crate::wal_storage::Fsync::Always
     }
 }
 
@@ -538,13 +577,24 @@ async fn run_node_inside_system(config: NodeConfig) -> Result<NodeReport, Runtim
     // Durability comes from explicit `Storage::sync` (flush), never from a timer; high
     // throughput mode makes those flushes cheaper. `open_db` waits out the lock of a
     // database this process has just closed (a node restarted in the same process).
-    let db = open_db(
-        &sled::Config::new()
-            .path(&config.data_dir)
-            .mode(sled::Mode::HighThroughput)
-            .flush_every_ms(None),
-    )
-    .map_err(|e| storage_error(e.to_string()))?;
+    // A write-ahead-log node opens no sled database (sled's flush is no fsync, and its
+    // files would only be one more thing a power cut can tear); a lock file keeps a
+    // second process out of its directory instead.
+    crate::wal_storage::create_dir_durably(&config.data_dir)
+        .map_err(|e| storage_error(e.to_string()))?;
+    let data_dir = match config.storage {
+        StorageEngine::Sled => DataDir::Sled(
+            open_db(
+                &sled::Config::new()
+                    .path(&config.data_dir)
+                    .mode(sled::Mode::HighThroughput)
+                    .flush_every_ms(None),
+            )
+            .map_err(|e| storage_error(e.to_string()))?,
+        ),
+        StorageEngine::Wal => DataDir::Wal(lock_data_dir(&config.data_dir).map_err(storage_error)?),
+    };
+    let fsync = skip_fsync_for_tests();
     let trace = match &config.record {
         Some(path) => Some(TraceSink {
             path: path.clone(),
@@ -585,12 +635,14 @@ async fn run_node_inside_system(config: NodeConfig) -> Result<NodeReport, Runtim
             }
         }
     }
-    for tree in db.tree_names() {
-        let name = String::from_utf8_lossy(&tree).into_owned();
-        if name != "__sled__default" && !hosted_trees.contains(&name) {
-            return Err(storage_error(format!(
-                "it holds another actor's data ({name}): this directory belongs to another node"
-            )));
+    if let DataDir::Sled(db) = &data_dir {
+        for tree in db.tree_names() {
+            let name = String::from_utf8_lossy(&tree).into_owned();
+            if name != "__sled__default" && !hosted_trees.contains(&name) {
+                return Err(storage_error(format!(
+                    "it holds another actor's data ({name}): this directory belongs to another node"
+                )));
+            }
         }
     }
     let origin = Instant::now();
@@ -602,15 +654,16 @@ async fn run_node_inside_system(config: NodeConfig) -> Result<NodeReport, Runtim
             address: address.clone(),
             reason,
         };
-        let mut storage = match config.storage {
-            StorageEngine::Sled => NodeStorage::Sled(
-                SledStorage::open(&db, address).map_err(|e| storage_error(e.to_string()))?,
+        let mut storage = match &data_dir {
+            DataDir::Sled(db) => NodeStorage::Sled(
+                SledStorage::open(db, address).map_err(|e| storage_error(e.to_string()))?,
             ),
-            StorageEngine::Wal => {
+            DataDir::Wal(_) => {
                 let dir = config.data_dir.join("wal");
-                std::fs::create_dir_all(&dir).map_err(|e| storage_error(e.to_string()))?;
+                crate::wal_storage::create_dir_durably(&dir)
+                    .map_err(|e| storage_error(e.to_string()))?;
                 NodeStorage::Wal(
-                    WalStorage::open(&dir.join(wal_file(address)), 64 * 1024 * 1024)
+                    crate::wal_storage::open(&dir.join(wal_file(address)), 64 * 1024 * 1024, fsync)
                         .map_err(|e| storage_error(e.to_string()))?,
                 )
             }
@@ -683,7 +736,10 @@ async fn run_node_inside_system(config: NodeConfig) -> Result<NodeReport, Runtim
     shared.stopped.set(true);
     transport.shutdown();
     let actors = statuses(&shared);
-    let flushed = db.flush().map_err(|e| storage_error(e.to_string()));
+    let flushed = match &data_dir {
+        DataDir::Sled(db) => db.flush().map(|_| ()).map_err(|e| storage_error(e.to_string())),
+        DataDir::Wal(_) => Ok(()),
+    };
     let mut report = NodeReport {
         node: config.node.clone(),
         actors,

@@ -1,278 +1,225 @@
-//! `WalStorage`: an actor's storage as an append-only log file plus an in-memory map.
+//! `WalStorage` on a real file: the engine's write-ahead log
+//! ([`keel_engine::wal::WalStorage`], where the format, recovery and compaction live and
+//! are documented) over [`FileLog`], a file on disk.
 //!
-//! Why: the store's raft log needs many small synced writes per second. sled rewrites
-//! pages and blobs on flush; this engine writes each batch once, sequentially, and
-//! `sync` is one `fdatasync`. The store member daemon uses it; other actors keep sled
-//! (see `NodeConfig::storage`). Same contract as every `Storage`: a write is visible at
-//! once and durable once a later `sync` returns.
+//! The store member daemon uses it; other actors keep sled (see `NodeConfig::storage`).
+//! Same contract as every `Storage`: a write is visible at once and durable once a
+//! later `sync` returns. The simulator runs the same log over a simulated file.
 //!
-//! File `<dir>/<actor>.wal`: the magic `KEELWAL1`, then records `u32 length (LE),
-//! u32 crc32 (LE), bincode(WriteBatch)`. Opening replays every record. A torn tail
-//! (a record cut short or failing its checksum at the end of the file: writes that were
-//! never synced) is cut off; a bad record followed by good ones, or a foreign file, is
-//! corruption and refuses to open. When the log outgrows the live data (4× and at
-//! least `compact_min_bytes`) it is rewritten as one batch of the live data: written to
-//! a temporary file, synced, renamed over the log, and the directory synced.
+//! Durability of names, not only of data: creating the log and replacing it (compaction)
+//! write a temporary file, sync it, rename it over the log and sync the directory, so
+//! after a power cut the log exists and holds either the old or the new content.
 
-use keel_engine::storage::KeyValues;
-use keel_engine::{Storage, StorageError, WriteBatch, WriteOp};
-use std::collections::BTreeMap;
+use keel_engine::wal::LogFile;
+use keel_engine::StorageError;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-const MAGIC: &[u8; 8] = b"KEELWAL1";
-/// One batch may not exceed this (a corrupt length must not allocate GiBs).
-const RECORD_MAX_BYTES: u32 = 256 * 1024 * 1024;
+/// The real host's write-ahead log storage.
+pub type WalStorage = keel_engine::wal::WalStorage<FileLog>;
 
-pub struct WalStorage {
+/// Whether `sync` reaches the disk. `Skip` exists only so the power-loss test can show
+/// that it catches a store without fsync (`KEEL_TEST_SKIP_FSYNC=1`, read by the host).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fsync {
+    Always,
+    /// Test only: `sync` does nothing.
+    Skip,
+}
+
+/// The log as a file on disk.
+pub struct FileLog {
     path: PathBuf,
-    file: File,
-    map: BTreeMap<Vec<u8>, Vec<u8>>,
-    log_bytes: u64,
-    live_bytes: u64,
-    compact_min_bytes: u64,
+    /// Open for appending once the file exists.
+    file: Option<File>,
+    fsync: Fsync,
 }
 
 fn io(context: &str, path: &Path, error: std::io::Error) -> StorageError {
     StorageError::Io(format!("{context} {}: {error}", path.display()))
 }
 
-fn apply(map: &mut BTreeMap<Vec<u8>, Vec<u8>>, live: &mut u64, batch: &WriteBatch) {
-    for op in &batch.ops {
-        match op {
-            WriteOp::Put { key, value } => {
-                *live += (key.len() + value.len()) as u64;
-                if let Some(old) = map.insert(key.clone(), value.clone()) {
-                    *live -= (key.len() + old.len()) as u64;
-                }
-            }
-            WriteOp::Delete { key } => {
-                if let Some(old) = map.remove(key) {
-                    *live -= (key.len() + old.len()) as u64;
-                }
-            }
-        }
-    }
-}
-
-fn record(batch: &WriteBatch) -> Vec<u8> {
-    // Our own in-memory type into a Vec: serialization cannot fail.
-    let body = bincode::serialize(batch).expect("write batch serialization is infallible");
-    let mut out = Vec::with_capacity(body.len() + 8);
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-    out.extend_from_slice(&body);
-    out
-}
-
-fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+/// Syncs a directory so the names in it (a created or renamed file) survive a power cut.
+pub fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io("cannot sync directory", dir, e))
 }
 
-impl WalStorage {
-    /// Opens (or creates) the log for one actor at `path`.
-    pub fn open(path: &Path, compact_min_bytes: u64) -> Result<WalStorage, StorageError> {
-        let mut map = BTreeMap::new();
-        let mut live = 0u64;
-        let mut good_len = MAGIC.len() as u64;
-        if path.exists() {
-            let mut bytes = Vec::new();
-            File::open(path)
-                .and_then(|mut f| f.read_to_end(&mut bytes))
-                .map_err(|e| io("cannot read", path, e))?;
-            if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-                return Err(StorageError::Corrupt(format!(
-                    "{} is not a keel write-ahead log (bad magic bytes)",
-                    path.display()
-                )));
-            }
-            let mut at = MAGIC.len();
-            while at < bytes.len() {
-                let torn = |what: &str| -> Result<(), StorageError> {
-                    tracing::warn!(path = %path.display(), offset = at, what, "cutting off a torn tail of the log (writes that were never synced)");
-                    Ok(())
-                };
-                if bytes.len() - at < 8 {
-                    torn("record header cut short")?;
-                    break;
-                }
-                let len =
-                    u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-                let crc = u32::from_le_bytes([
-                    bytes[at + 4],
-                    bytes[at + 5],
-                    bytes[at + 6],
-                    bytes[at + 7],
-                ]);
-                let end = at + 8 + len as usize;
-                if len > RECORD_MAX_BYTES || end > bytes.len() {
-                    torn("record cut short")?;
-                    break;
-                }
-                let body = &bytes[at + 8..end];
-                if crc32fast::hash(body) != crc {
-                    if end == bytes.len() {
-                        torn("last record fails its checksum")?;
-                        break;
-                    }
-                    return Err(StorageError::Corrupt(format!(
-                        "{}: record at offset {at} fails its checksum and is followed by more records",
-                        path.display()
-                    )));
-                }
-                let batch: WriteBatch = bincode::deserialize(body).map_err(|e| {
-                    StorageError::Corrupt(format!(
-                        "{}: record at offset {at} does not decode: {e}",
-                        path.display()
-                    ))
-                })?;
-                apply(&mut map, &mut live, &batch);
-                at = end;
-                good_len = at as u64;
-            }
-        } else {
-            let mut file = File::create(path).map_err(|e| io("cannot create", path, e))?;
-            file.write_all(MAGIC)
-                .map_err(|e| io("cannot write", path, e))?;
-            file.sync_all().map_err(|e| io("cannot sync", path, e))?;
-            if let Some(dir) = path.parent() {
-                sync_dir(dir)?;
-            }
-        }
-        let file = OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(|e| io("cannot open", path, e))?;
-        // Drop a torn tail so new records follow the last good one.
-        file.set_len(good_len)
-            .map_err(|e| io("cannot truncate", path, e))?;
-        let mut storage = WalStorage {
+/// Creates `dir` and every missing parent, syncing each parent after the child is
+/// created, so the directory survives a power cut (`create_dir_all` alone leaves the new
+/// names in the page cache, and a member could come back with no data directory).
+pub fn create_dir_durably(dir: &Path) -> Result<(), StorageError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir_durably(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(io("cannot create directory", dir, e)),
+    }
+    match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => sync_dir(parent),
+        None => Ok(()),
+    }
+}
+
+impl FileLog {
+    pub fn new(path: &Path, fsync: Fsync) -> FileLog {
+        FileLog {
             path: path.to_path_buf(),
-            file,
-            map,
-            log_bytes: good_len,
-            live_bytes: live,
-            compact_min_bytes,
-        };
-        use std::io::Seek;
-        storage
-            .file
-            .seek(std::io::SeekFrom::End(0))
-            .map_err(|e| io("cannot seek", path, e))?;
-        Ok(storage)
-    }
-
-    pub fn has_data(&self) -> bool {
-        !self.map.is_empty()
-    }
-
-    /// Rewrites the log as one batch of the live data (called after a sync).
-    fn compact(&mut self) -> Result<(), StorageError> {
-        let mut batch = WriteBatch::new();
-        for (key, value) in &self.map {
-            batch.put(key.clone(), value.clone());
+            file: None,
+            fsync,
         }
-        let temporary = self.path.with_extension("wal.compacting");
+    }
+
+    fn file(&mut self) -> Result<&mut File, StorageError> {
+        if self.file.is_none() {
+            let file = OpenOptions::new()
+                .append(true)
+                .open(&self.path)
+                .map_err(|e| io("cannot open", &self.path, e))?;
+            self.file = Some(file);
+        }
+        Ok(self.file.as_mut().expect("opened above"))
+    }
+}
+
+impl LogFile for FileLog {
+    fn name(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn read(&mut self) -> Result<Option<Vec<u8>>, StorageError> {
+        let mut bytes = Vec::new();
+        match File::open(&self.path) {
+            Ok(mut f) => f
+                .read_to_end(&mut bytes)
+                .map_err(|e| io("cannot read", &self.path, e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io("cannot open", &self.path, e)),
+        };
+        Ok(Some(bytes))
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
+        let path = self.path.clone();
+        self.file()?
+            .write_all(bytes)
+            .map_err(|e| io("cannot append to", &path, e))
+    }
+
+    fn truncate(&mut self, len: u64) -> Result<(), StorageError> {
+        let path = self.path.clone();
+        // Appends go to the end, so they follow the cut.
+        self.file()?
+            .set_len(len)
+            .map_err(|e| io("cannot truncate", &path, e))
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
+        if self.fsync == Fsync::Skip {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        self.file()?
+            .sync_data()
+            .map_err(|e| io("cannot sync", &path, e))
+    }
+
+    fn replace(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
+        let temporary = self.path.with_extension("wal.new");
         let mut file = File::create(&temporary).map_err(|e| io("cannot create", &temporary, e))?;
-        let bytes = record(&batch);
-        file.write_all(MAGIC)
-            .and_then(|_| file.write_all(&bytes))
+        file.write_all(bytes)
             .and_then(|_| file.sync_all())
             .map_err(|e| io("cannot write", &temporary, e))?;
         std::fs::rename(&temporary, &self.path).map_err(|e| io("cannot replace", &self.path, e))?;
         if let Some(dir) = self.path.parent() {
             sync_dir(dir)?;
         }
-        self.file = OpenOptions::new()
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| io("cannot open", &self.path, e))?;
-        self.log_bytes = (MAGIC.len() + bytes.len()) as u64;
+        // The old descriptor names the replaced file: reopen on the next append.
+        self.file = None;
         Ok(())
     }
 }
 
-impl Storage for WalStorage {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.map.get(key).cloned())
+/// Opens (or creates) the log for one actor at `path`.
+pub fn open(path: &Path, compact_min_bytes: u64, fsync: Fsync) -> Result<WalStorage, StorageError> {
+    let wal = WalStorage::open(FileLog::new(path, fsync), compact_min_bytes)?;
+    let recovery = wal.recovery();
+    if recovery.torn_bytes > 0 {
+        tracing::warn!(
+            path = %path.display(),
+            torn_bytes = recovery.torn_bytes,
+            why = recovery.torn.as_deref().unwrap_or(""),
+            "cut off a torn tail of the log (writes that were never synced)"
+        );
     }
-
-    fn scan(
-        &self,
-        start: &[u8],
-        end: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<KeyValues, StorageError> {
-        Ok(keel_engine::storage::scan_map(&self.map, start, end, limit))
-    }
-
-    fn write(&mut self, batch: &WriteBatch) -> Result<(), StorageError> {
-        let bytes = record(batch);
-        self.file
-            .write_all(&bytes)
-            .map_err(|e| io("cannot append to", &self.path, e))?;
-        self.log_bytes += bytes.len() as u64;
-        apply(&mut self.map, &mut self.live_bytes, batch);
-        Ok(())
-    }
-
-    fn sync(&mut self) -> Result<(), StorageError> {
-        self.file
-            .sync_data()
-            .map_err(|e| io("cannot sync", &self.path, e))?;
-        if self.log_bytes
-            > self
-                .compact_min_bytes
-                .max(self.live_bytes.saturating_mul(4))
-        {
-            self.compact()?;
-        }
-        Ok(())
-    }
+    Ok(wal)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keel_engine::{Storage, WriteBatch};
 
     fn temp(label: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("keel-wal-{label}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
         dir
     }
 
-    /// Synced writes survive reopening; a torn tail is cut off; compaction keeps the data.
+    /// The real file: synced writes survive reopening, a torn tail is cut off (and the
+    /// cut persists), compaction keeps the data, damage in the middle is refused.
     #[test]
-    fn wal_survives_reopen_torn_tail_and_compaction() {
+    fn real_log_survives_reopen_torn_tail_compaction_and_refuses_damage() {
         let dir = temp("reopen");
-        let path = dir.join("a.wal");
+        create_dir_durably(&dir.join("a/b")).unwrap();
+        let path = dir.join("a/b/x.wal");
+        let mut offsets = Vec::new();
         {
-            let mut wal = WalStorage::open(&path, 1024).unwrap();
+            let mut wal = open(&path, 1024, Fsync::Always).unwrap();
             for i in 0..200u32 {
+                offsets.push(std::fs::metadata(&path).unwrap().len());
                 wal.write(WriteBatch::new().put(format!("k{i:03}"), vec![7u8; 64]))
                     .unwrap();
                 wal.write(WriteBatch::new().delete(format!("k{:03}", i.saturating_sub(1))))
                     .unwrap();
+                wal.sync().unwrap();
             }
-            wal.sync().unwrap();
         }
-        // A torn record at the end: as if the process died mid-write.
         let mut file = OpenOptions::new().append(true).open(&path).unwrap();
         file.write_all(&[9, 0, 0, 0, 1, 2]).unwrap();
         drop(file);
-        let wal = WalStorage::open(&path, 1024).unwrap();
+        let before = std::fs::metadata(&path).unwrap().len();
+        let mut wal = open(&path, 1024, Fsync::Always).unwrap();
+        assert_eq!(wal.recovery().torn_bytes, 6);
         assert_eq!(wal.scan(b"k", None, 10).unwrap().len(), 1);
         assert_eq!(wal.get(b"k199").unwrap(), Some(vec![7u8; 64]));
-        // Garbage in place of the log is refused, not silently emptied.
-        std::fs::write(&path, b"definitely not a log").unwrap();
-        assert!(matches!(
-            WalStorage::open(&path, 1024),
-            Err(StorageError::Corrupt(_))
-        ));
+        wal.write(WriteBatch::new().put("after", "cut")).unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        assert!(std::fs::metadata(&path).unwrap().len() < before + 64);
+        let wal = open(&path, 1024, Fsync::Always).unwrap();
+        assert_eq!(wal.recovery().torn_bytes, 0);
+        assert_eq!(wal.get(b"after").unwrap(), Some(b"cut".to_vec()));
+        drop(wal);
+        // Damage one byte of the first record: the records after it still verify.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[keel_engine::wal::MAGIC.len() + 1] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        match open(&path, 1024, Fsync::Always) {
+            Err(StorageError::Corrupt(e)) => {
+                assert!(e.contains(&path.display().to_string()), "{e}");
+                assert!(e.contains("offset 8"), "{e}");
+            }
+            Err(e) => panic!("wrong error {e}"),
+            Ok(_) => panic!("a damaged log opened"),
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

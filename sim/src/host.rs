@@ -33,8 +33,9 @@
 use crate::faults::{Fault, FaultSchedule};
 use crate::invariant::{Invariant, Observation, Verdict, World};
 use keel_actors::{Message, Registry};
+use crate::disk::SimDisk;
 use keel_engine::{
-    ActorFactory, ActorSpec, Address, Clocks, Control, Envelope, MemStorage, NodeId, NodeLimits,
+    ActorFactory, ActorSpec, Address, Clocks, Control, Envelope, NodeId, NodeLimits,
     NodeOutput, NodeRuntime, Refused, StartKind, Time, TraceDigest, TraceEvent, TraceHeader,
     TraceWriter,
 };
@@ -161,7 +162,7 @@ struct Shared {
     start: Option<madsim::time::Instant>,
     machines: BTreeMap<NodeId, Machine>,
     ips: BTreeMap<NodeId, IpAddr>,
-    disks: BTreeMap<Address, MemStorage>,
+    disks: BTreeMap<Address, SimDisk>,
     cut: BTreeSet<(NodeId, NodeId)>,
     skew_ms: BTreeMap<NodeId, i64>,
     boots: BTreeMap<NodeId, u64>,
@@ -562,7 +563,16 @@ async fn machine_main(shared: Arc<Mutex<Shared>>, node: NodeId) {
             };
             let seed: u64 = madsim::rand::thread_rng().gen();
             let clocks = s.clocks(&node);
-            let disk = s.disks.entry(address.clone()).or_default();
+            let disk = s
+                .disks
+                .entry(address.clone())
+                .or_insert_with(|| SimDisk::for_actor(address, &spec.kind));
+            if let Some(e) = disk.broken() {
+                // The real daemon refuses to start from such a log; so does this member.
+                let e = format!("{address}: cannot start: {e}");
+                s.actor_errors.push(e);
+                continue;
+            }
             if let Err(e) = runtime.start_actor(
                 clocks,
                 address.clone(),
@@ -642,16 +652,15 @@ fn apply_fault(
             .collect();
         let mut lost = 0u64;
         for address in actors {
-            let disk = s.disks.entry(address).or_default();
-            let unsynced = disk.unsynced_batches();
-            // The batch being written at the power cut never lands; earlier unsynced
-            // ones may or may not have reached the platter.
-            let surviving = if unsynced == 0 {
-                0
-            } else {
-                madsim::rand::thread_rng().gen_range(0..unsynced)
+            let Some(disk) = s.disks.get_mut(&address) else {
+                continue;
             };
-            lost += disk.crash(surviving) as u64;
+            match disk.crash(&mut madsim::rand::thread_rng()) {
+                Ok(crash) => lost += crash.batches_lost,
+                Err(e) => s
+                    .actor_errors
+                    .push(format!("{address}: its log did not open after a power cut: {e}")),
+            }
         }
         s.down.insert(node.clone());
         // Memory is lost with the machine: its actors, queue and timers.

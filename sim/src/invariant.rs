@@ -6,7 +6,7 @@
 
 use crate::faults::Fault;
 use keel_actors::Message;
-use keel_engine::{Address, Control, MemStorage, NodeId, StartKind};
+use keel_engine::{Address, Control, NodeId, StartKind};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -74,7 +74,7 @@ pub enum Observation<'a> {
 
 /// What checkers may read besides the observations.
 pub struct World<'a> {
-    pub disks: &'a BTreeMap<Address, MemStorage>,
+    pub disks: &'a BTreeMap<Address, crate::disk::SimDisk>,
     pub now_ms: u64,
     pub duration_ms: u64,
     pub last_fault_ms: u64,

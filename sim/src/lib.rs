@@ -43,6 +43,7 @@
 
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+pub mod disk;
 pub mod faults;
 pub mod host;
 pub mod invariant;
