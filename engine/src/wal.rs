@@ -173,8 +173,9 @@ fn next_verifying_record(bytes: &[u8], from: usize) -> Option<usize> {
 
 /// How to rebuild a member whose log is corrupt (part of the error message).
 pub const REBUILD_HINT: &str = "the member must be rebuilt from its peers: remove it \
-(`keel store member remove NAME`), empty its data directory, add it again \
-(`keel store member add NAME=HOST:PORT`) and start it with `--join`";
+(`keel store member remove ID`), empty its data directory, add it again \
+(`keel store member add NAME=HOST:PORT` prints its new id) and start it with \
+`--join --member-id NEW_ID`";
 
 impl<F: LogFile> WalStorage<F> {
     /// Opens the log in `file`, creating it (durably) when it does not exist.
@@ -570,10 +571,7 @@ mod tests {
             Err(e) => panic!("wrong error: {e}"),
             Ok(_) => panic!("a log damaged in the middle opened"),
         };
-        assert!(
-            error.contains(&format!("offset {}", offsets[4])),
-            "{error}"
-        );
+        assert!(error.contains(&format!("offset {}", offsets[4])), "{error}");
         assert!(error.contains(&format!("offset {}", offsets[5])), "{error}");
         assert!(error.contains("member remove"), "{error}");
         // A length that still fits the file, and a damaged body, are caught the same way.
@@ -605,11 +603,17 @@ mod tests {
             wal.recovery().torn.as_deref(),
             Some("record cut short by the end of the file")
         );
-        for (at, bytes) in [(offsets[4], vec![0xff, 0xff, 0xff, 0x7f]), (offsets[4] + HEADER + 1, vec![0x55])] {
+        for (at, bytes) in [
+            (offsets[4], vec![0xff, 0xff, 0xff, 0x7f]),
+            (offsets[4] + HEADER + 1, vec![0x55]),
+        ] {
             let mut damaged = file.clone();
             damaged.damage(at, &bytes);
             assert!(
-                matches!(WalStorage::open(damaged, u64::MAX), Err(StorageError::Corrupt(_))),
+                matches!(
+                    WalStorage::open(damaged, u64::MAX),
+                    Err(StorageError::Corrupt(_))
+                ),
                 "damage at {at} opened"
             );
         }

@@ -3,7 +3,9 @@
 //! Daemon: `keel store --name s1 --data-dir D --listen-peer ADDR [--listen-client ADDR]
 //! --initial-cluster s1=ADDR,s2=ADDR,s3=ADDR [--join]`. A member's id is its position in
 //! `--initial-cluster` (1-based); a member joining an existing cluster is listed last
-//! and started with `--join` after `keel store member add` (which assigns the next id).
+//! and started with `--join` after `keel store member add` (which assigns the next id;
+//! `--member-id` gives it when the position cannot, e.g. a member rebuilt under its old
+//! name after its log was found corrupt).
 //!
 //! Clients: `keel store put|get|del|watch|compact|member …|status --endpoints
 //! HOST:PORT,…` (etcdctl's form; `NAME=HOST:PORT` also works and skips asking each
@@ -51,6 +53,12 @@ pub struct DaemonArgs {
     /// Join an existing cluster (after `keel store member add`) instead of founding one.
     #[arg(long)]
     join: bool,
+    /// With --join: the id `keel store member add` gave this member (default: its
+    /// position in --initial-cluster). A member rebuilt after its log was found corrupt
+    /// gets a new id: remove it, empty its data directory, add it again, and start it
+    /// with `--join --member-id ID`.
+    #[arg(long, requires = "join")]
+    member_id: Option<u64>,
     /// Record every input of the member to this trace file.
     #[arg(long)]
     record: Option<PathBuf>,
@@ -284,7 +292,11 @@ fn run_daemon(args: DaemonArgs) -> u8 {
     let Some(position) = members.iter().position(|(n, _)| n.as_str() == name) else {
         return bad_input(format!("--name {name} is not in --initial-cluster"));
     };
-    let id = position as u64 + 1;
+    let id = match args.member_id {
+        Some(0) => return bad_input("--member-id must be at least 1"),
+        Some(id) => id,
+        None => position as u64 + 1,
+    };
     let initial: Vec<(u64, Address)> = members
         .iter()
         .enumerate()
@@ -295,10 +307,11 @@ fn run_daemon(args: DaemonArgs) -> u8 {
     if args.join {
         // A joiner's founding view is the cluster it joins, itself excluded as a voter:
         // it starts empty and learns membership from the leader's snapshot.
-        config.initial_members.retain(|(member, _)| *member != id);
+        let own = store_address(&NodeId::new(name.as_str()));
         config
             .initial_members
-            .push((id, store_address(&NodeId::new(name.as_str()))));
+            .retain(|(member, address)| *member != id && *address != own);
+        config.initial_members.push((id, own));
     }
     if let Err(e) = config.validate() {
         return bad_input(e);

@@ -422,6 +422,13 @@ impl Actor for Store {
                     if self.fatal.is_some() {
                         return;
                     }
+                    // Addressed to another member id at this address: a member removed
+                    // and rebuilt under its old name gets a new id, and peers may still
+                    // send to the old one. raft-rs does not check `to`, and stepping such
+                    // a message (a heartbeat committing past an empty log) panics.
+                    if message.to != self.config.id {
+                        return;
+                    }
                     let now = ctx.now();
                     self.last_heard.insert(message.from, now);
                     self.seen_addresses.insert(message.from, from);
