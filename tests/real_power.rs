@@ -132,7 +132,10 @@ impl PowerCluster {
         let child = Command::new(KEEL)
             .args(["store", "--name", &name])
             .args(["--data-dir", data.to_str().unwrap()])
-            .args(["--listen-peer", &format!("127.0.0.1:{}", self.peer_ports[i])])
+            .args([
+                "--listen-peer",
+                &format!("127.0.0.1:{}", self.peer_ports[i]),
+            ])
             .args([
                 "--listen-client",
                 &format!("127.0.0.1:{}", self.client_ports[i]),
@@ -316,7 +319,10 @@ fn read_value(out: &Output) -> Option<Option<String>> {
 
 /// Every `(key, value)` put in the store's history, read by a watch from revision 1.
 /// Reads until every pair of `wanted` has appeared, or [`HISTORY_WITHIN`] has passed.
-fn history_in_store(endpoints: &str, wanted: &BTreeSet<(String, String)>) -> BTreeSet<(String, String)> {
+fn history_in_store(
+    endpoints: &str,
+    wanted: &BTreeSet<(String, String)>,
+) -> BTreeSet<(String, String)> {
     let mut child = ChildGuard::new(
         Command::new(KEEL)
             .args(["store", "watch", "wl/", "--prefix", "--rev", "1"])
@@ -410,7 +416,10 @@ fn power_loss_run(label: &str, cuts: Cuts, env: &[(&str, &str)]) -> Findings {
             });
         }
     }
-    assert!(cluster.fsyncs() > 0, "no fsync reached the FUSE file systems");
+    assert!(
+        cluster.fsyncs() > 0,
+        "no fsync reached the FUSE file systems"
+    );
     let acknowledged: BTreeSet<(String, String)> = history
         .iter()
         .filter(|op| op.return_ns.is_some())
@@ -448,15 +457,23 @@ fn describe(f: &Findings) -> String {
 
 fn assert_survived(f: &Findings) {
     eprintln!("{}", describe(f));
-    assert!(f.acknowledged >= 20, "too few writes acknowledged: {}", describe(f));
-    assert!(f.missing.is_empty(), "acknowledged writes lost: {}", describe(f));
+    assert!(
+        f.acknowledged >= 20,
+        "too few writes acknowledged: {}",
+        describe(f)
+    );
+    assert!(
+        f.missing.is_empty(),
+        "acknowledged writes lost: {}",
+        describe(f)
+    );
     assert_eq!(f.verdict, CheckResult::Ok, "{}", describe(f));
-    let cut_something: u64 = f
-        .cuts
-        .iter()
-        .map(|c| c.dropped_bytes + c.lost_names)
-        .sum();
-    assert!(cut_something > 0, "the cuts dropped nothing: {}", describe(f));
+    let cut_something: u64 = f.cuts.iter().map(|c| c.dropped_bytes + c.lost_names).sum();
+    assert!(
+        cut_something > 0,
+        "the cuts dropped nothing: {}",
+        describe(f)
+    );
 }
 
 #[test]

@@ -135,9 +135,9 @@ impl Tearer {
         match tear {
             Tear::None => Tearer::Nothing,
             Tear::LastWrite => Tearer::LastWrite,
-            Tear::Prefix { seed } => {
-                Tearer::Prefix(Box::new(ChaCha8Rng::seed_from_u64(seed.wrapping_add(cut_no))))
-            }
+            Tear::Prefix { seed } => Tearer::Prefix(Box::new(ChaCha8Rng::seed_from_u64(
+                seed.wrapping_add(cut_no),
+            ))),
         }
     }
 

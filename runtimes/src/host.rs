@@ -737,7 +737,10 @@ async fn run_node_inside_system(config: NodeConfig) -> Result<NodeReport, Runtim
     transport.shutdown();
     let actors = statuses(&shared);
     let flushed = match &data_dir {
-        DataDir::Sled(db) => db.flush().map(|_| ()).map_err(|e| storage_error(e.to_string())),
+        DataDir::Sled(db) => db
+            .flush()
+            .map(|_| ())
+            .map_err(|e| storage_error(e.to_string())),
         DataDir::Wal(_) => Ok(()),
     };
     let mut report = NodeReport {

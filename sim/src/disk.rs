@@ -52,8 +52,8 @@ impl SimDisk {
         if kind == keel_actors::store::KIND {
             let file = MemLogFile::new(format!("{address}.wal"));
             // A missing file opens as a new, empty log: cannot fail.
-            let wal = WalStorage::open(file, LOG_COMPACT_MIN_BYTES)
-                .expect("a new simulated log opens");
+            let wal =
+                WalStorage::open(file, LOG_COMPACT_MIN_BYTES).expect("a new simulated log opens");
             SimDisk::Log(Box::new(wal))
         } else {
             SimDisk::Batches(MemStorage::new())
@@ -181,7 +181,10 @@ mod tests {
             let report = disk.crash(&mut rng).unwrap();
             torn += u64::from(report.torn_bytes > 0);
             for round in 0..synced {
-                assert!(disk.get(format!("k{round}-2").as_bytes()).unwrap().is_some());
+                assert!(disk
+                    .get(format!("k{round}-2").as_bytes())
+                    .unwrap()
+                    .is_some());
             }
         }
         assert!(torn > 0, "200 crashes tore nothing");

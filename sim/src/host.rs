@@ -30,14 +30,13 @@
 //! Everything shared sits in one `Arc<Mutex<Shared>>`. madsim runs all tasks on one
 //! thread, so the lock is never contended; it is never held across an `.await`.
 
+use crate::disk::SimDisk;
 use crate::faults::{Fault, FaultSchedule};
 use crate::invariant::{Invariant, Observation, Verdict, World};
 use keel_actors::{Message, Registry};
-use crate::disk::SimDisk;
 use keel_engine::{
-    ActorFactory, ActorSpec, Address, Clocks, Control, Envelope, NodeId, NodeLimits,
-    NodeOutput, NodeRuntime, Refused, StartKind, Time, TraceDigest, TraceEvent, TraceHeader,
-    TraceWriter,
+    ActorFactory, ActorSpec, Address, Clocks, Control, Envelope, NodeId, NodeLimits, NodeOutput,
+    NodeRuntime, Refused, StartKind, Time, TraceDigest, TraceEvent, TraceHeader, TraceWriter,
 };
 use madsim::rand::Rng;
 use madsim::runtime::Handle;
@@ -657,9 +656,9 @@ fn apply_fault(
             };
             match disk.crash(&mut madsim::rand::thread_rng()) {
                 Ok(crash) => lost += crash.batches_lost,
-                Err(e) => s
-                    .actor_errors
-                    .push(format!("{address}: its log did not open after a power cut: {e}")),
+                Err(e) => s.actor_errors.push(format!(
+                    "{address}: its log did not open after a power cut: {e}"
+                )),
             }
         }
         s.down.insert(node.clone());
