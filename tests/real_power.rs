@@ -245,7 +245,7 @@ impl Workload {
                     while !stop.load(Ordering::Relaxed) {
                         n += 1;
                         let k = key((c * 7 + n as usize * 5) % KEYS);
-                        let put = n % 3 != 0;
+                        let put = !n.is_multiple_of(3);
                         let value = format!("c{c}-{n}");
                         let call_ns = origin.elapsed().as_nanos() as u64;
                         let out = if put {

@@ -220,7 +220,7 @@ fn a_member_with_a_corrupt_log_stops_and_is_rebuilt_from_its_peers() {
             .and_then(|m| m["id"].as_u64())
     };
     let deadline = Instant::now() + MUST_PUT_WITHIN;
-    while member_id(&cluster) != None {
+    while member_id(&cluster).is_some() {
         let remove = cluster.client(&["member", "remove", "2"]);
         assert!(
             Instant::now() < deadline,

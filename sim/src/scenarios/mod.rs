@@ -66,7 +66,7 @@ pub fn all() -> &'static [Scenario] {
             description: "a 5-member store whose leader is killed four times, then a minority partition",
             default_duration_ms: 40_000,
             build: store::leader_churn,
-            invariants: store::invariants,
+            invariants: store::invariants_five,
             nemesis: NemesisUse::Spare(store::CLIENT_MACHINES),
         },
         Scenario {
