@@ -4,7 +4,10 @@
 //! (`keel sim --seeds A..B`), [`replay`], [`node`] (`keel selftest`), [`store`] (the
 //! member daemon and its client commands, and the `HOST:PORT` endpoint parsing that
 //! `keel api-client` shares), [`api`] (`keel apiserver`, `keel api-client`,
-//! `keel api-balancer`), [`bench`] and [`bench_api`] (`keel bench store|api`).
+//! `keel api-balancer`), [`bench`] (`keel bench`, and what the benchmarks share),
+//! [`bench_store`] with [`bench_store_keel`], [`bench_store_etcd`] and
+//! [`bench_store_report`] (`keel bench store`: keel against etcd, like for like) and
+//! [`bench_api`] (`keel bench api`).
 //! `keel version` is [`version`] below; `keel kinds` is printed in `main.rs`.
 //!
 //! Exit codes: 0 success, 1 a run that failed its checks (or a replay that diverged),
@@ -13,6 +16,10 @@
 pub mod api;
 pub mod bench;
 pub mod bench_api;
+pub mod bench_store;
+pub mod bench_store_etcd;
+pub mod bench_store_keel;
+pub mod bench_store_report;
 pub mod node;
 pub mod replay;
 pub mod sim;
