@@ -718,8 +718,7 @@ impl QuorumLossRefusesWrites {
                 _ => {}
             },
             Observation::Emitted {
-                msg:
-                    Message::Report(Report::Store(StoreReport::Members { index, voters, .. })),
+                msg: Message::Report(Report::Store(StoreReport::Members { index, voters, .. })),
                 ..
             } if *index >= self.voters.0 => {
                 self.voters = (*index, voters.iter().copied().collect());
