@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what keel's tests need beyond the Rust toolchain. Idempotent and quick when
 # everything is already there. Needs root (or sudo) for apt-get; without it, it says
-# what is missing and the tests that need those parts skip themselves with a message.
+# what is missing and the tests that need those parts skip themselves with a message
+# (and fail in CI, where CI=true: CI must never pass with parts missing).
 set -uo pipefail
 
 # Debian packages the test suite uses, now or in the issues on the way
@@ -23,19 +24,19 @@ echo "setup: installing ${missing[*]}"
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
   if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
-    echo "setup: not root and no sudo: cannot install ${missing[*]}; tests that need them will skip" >&2
+    echo "setup: not root and no sudo: cannot install ${missing[*]}; tests that need them will skip (fail in CI)" >&2
     exit 0
   fi
 fi
 export DEBIAN_FRONTEND=noninteractive
 if ! $SUDO apt-get update -qq >/dev/null 2>&1; then
-  echo "setup: apt-get update failed; tests that need ${missing[*]} will skip" >&2
+  echo "setup: apt-get update failed; tests that need ${missing[*]} will skip (fail in CI)" >&2
   exit 0
 fi
 # Install one by one so one unavailable package does not block the rest.
 for p in "${missing[@]}"; do
   if ! $SUDO apt-get install -y -qq --no-install-recommends "$p" >/dev/null 2>&1; then
-    echo "setup: could not install $p; tests that need it will skip" >&2
+    echo "setup: could not install $p; tests that need it will skip (fail in CI)" >&2
   fi
 done
 # Debian's etcd-server starts a system etcd on the default ports: keel's tests start

@@ -259,3 +259,45 @@ fn bad_sweep_input_is_refused() {
         "does not apply to api-semantics",
     );
 }
+
+/// The etcd comparison runs end to end against the real etcd (Debian's etcd-server):
+/// one short round, leader routing, both systems' figures and the median ratio.
+#[test]
+fn bench_store_compares_with_the_real_etcd() {
+    if !keel_tests::part_available("etcd (package etcd-server)", || {
+        keel_tests::program_runs("etcd")
+    }) {
+        return;
+    }
+    let out = keel(&[
+        "bench",
+        "store",
+        "--compare-etcd",
+        "--duration",
+        "1s",
+        "--rounds",
+        "1",
+        "--routing",
+        "leader",
+        "--clients",
+        "8",
+        "--keys",
+        "100",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = json(&out);
+    let runs = report["rounds"][0]["runs"].to_string();
+    assert!(runs.contains("keel") && runs.contains("etcd"), "{report}");
+    let ratios = &report["median_ratios"][0];
+    assert_eq!(ratios["routing"], "leader", "{report}");
+    for figure in [
+        "put_throughput",
+        "put_p99",
+        "range_throughput",
+        "peak_rss_per_byte",
+    ] {
+        let ratio = ratios[figure].as_f64().unwrap_or(0.0);
+        assert!(ratio > 0.0, "{figure}: {report}");
+    }
+}

@@ -50,16 +50,7 @@ const KEEL: &str = env!("CARGO_BIN_EXE_keel");
 
 /// Whether the harness can run; skips locally (with the reason), fails in CI.
 fn harness_available() -> bool {
-    match keel_powerfs::available() {
-        Ok(()) => true,
-        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("the power-loss harness cannot run in CI: {why}")
-        }
-        Err(why) => {
-            eprintln!("skipping the power-loss test: {why}");
-            false
-        }
-    }
+    keel_tests::part_available("FUSE (the power-loss harness)", keel_powerfs::available)
 }
 
 struct Member {

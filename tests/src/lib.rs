@@ -12,6 +12,31 @@ use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
+/// Whether a part the test needs (a package `scripts/setup.sh` installs, /dev/fuse, …)
+/// is here: `probe` says why not. Missing, the test skips with that message locally and
+/// fails in CI (`CI=true`): CI must never pass with parts missing.
+pub fn part_available(part: &str, probe: impl FnOnce() -> Result<(), String>) -> bool {
+    match probe() {
+        Ok(()) => true,
+        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{part} is missing in CI ({why}); scripts/setup.sh installs it")
+        }
+        Err(why) => {
+            eprintln!("skipping: {part} is missing ({why}); run scripts/setup.sh");
+            false
+        }
+    }
+}
+
+/// `Ok` when `program` runs with `--version` (found on PATH and executable).
+pub fn program_runs(program: &str) -> Result<(), String> {
+    match Command::new(program).arg("--version").output() {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(format!("`{program} --version` exited with {}", out.status)),
+        Err(e) => Err(format!("cannot run `{program}`: {e}")),
+    }
+}
+
 /// A directory removed when dropped.
 pub struct TempDir(PathBuf);
 
