@@ -43,6 +43,9 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// A turn at least this long is logged: nothing else on the machine ran meanwhile.
+const SLOW_TURN: Duration = Duration::from_millis(200);
+
 /// Accepted status intervals: under 10 ms would flood the log, over a day is a typo.
 const STATUS_INTERVAL_MS_RANGE: (u64, u64) = (10, 86_400_000);
 
@@ -343,7 +346,13 @@ impl Shared {
     fn wake(&self, arrivals: &mut InboxArrivals<'_>) -> keel_engine::Woke {
         let clocks = self.clocks();
         let mut runtime = self.runtime.borrow_mut();
+        let started = Instant::now();
         let woke = runtime.wake(clocks, arrivals, &mut *self.disks.borrow_mut());
+        let took = started.elapsed();
+        if took >= SLOW_TURN {
+            // Everything on this machine waited that long: timers, peers, clients.
+            tracing::warn!(took_ms = took.as_millis() as u64, steps = woke.steps, "slow turn");
+        }
         while let Some(output) = runtime.poll_output() {
             self.release(output);
         }

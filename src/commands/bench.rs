@@ -159,7 +159,12 @@ pub(super) fn start_store(dir: &Path) -> Result<(Processes, Vec<u16>), String> {
             .args(["--listen-peer", &format!("127.0.0.1:{}", peer[i])])
             .args(["--listen-client", &format!("127.0.0.1:{}", client[i])])
             .args(["--initial-cluster", &cluster.join(",")])
-            .env("RUST_LOG", "warn")
+            // KEEL_BENCH_MEMBER_LOG=info (or a RUST_LOG filter) to see members' status
+            // lines in DIR/sN.log (kept with KEEL_BENCH_KEEP=1).
+            .env(
+                "RUST_LOG",
+                std::env::var("KEEL_BENCH_MEMBER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .env_remove("KEEL_TEST_SKIP_FSYNC")
             .stdout(Stdio::null())
             .stderr(log)

@@ -9,7 +9,9 @@
 //! * `raft/hs`              — HardState (protobuf)
 //! * `raft/cs`              — ConfState (protobuf)
 //! * `raft/snap`            — the last Snapshot (protobuf; data = store state machine)
-//! * `raft/e/<index:020>`   — one Entry (protobuf) per index after the snapshot
+//! * `raft/e/<index:020>`   — one Entry (protobuf) per index in the log: every entry
+//!   after the snapshot, and up to `catch_up` entries before it (see
+//!   [`RaftLog::install_local_snapshot`])
 //! * `raft/meta`            — magic and cluster identity, to refuse foreign data dirs
 
 use keel_engine::{Storage, StorageError, WriteBatch};
@@ -44,7 +46,8 @@ pub struct RaftLog {
     hard_state: HardState,
     conf_state: ConfState,
     snapshot: Snapshot,
-    /// Entries after the snapshot, contiguous.
+    /// The log, contiguous: every entry after the snapshot, and the catch-up entries
+    /// kept below it (so the first entry may precede the snapshot's index).
     entries: Vec<Entry>,
 }
 
@@ -92,18 +95,32 @@ impl RaftLog {
         if let Some(bytes) = storage.get(KEY_SNAPSHOT)? {
             log.snapshot = decode(&bytes, "raft snapshot")?;
         }
-        let start = entry_key(log.snapshot.get_metadata().index + 1);
+        // The log may start below the snapshot (catch-up entries); it must reach it.
+        let start = ENTRY_PREFIX.as_bytes().to_vec();
         let end = format!("{ENTRY_PREFIX}~").into_bytes();
-        let first = log.snapshot.get_metadata().index + 1;
-        for (expected, (_, value)) in (first..).zip(storage.scan(&start, Some(&end), usize::MAX)?) {
+        let mut expected = None;
+        for (_, value) in storage.scan(&start, Some(&end), usize::MAX)? {
             let entry: Entry = decode(&value, "raft entry")?;
-            if entry.index != expected {
+            let expected = expected.get_or_insert(entry.index);
+            if entry.index != *expected {
                 return Err(StorageError::Corrupt(format!(
                     "raft log has a gap: expected entry {expected}, found {}",
                     entry.index
                 )));
             }
+            *expected += 1;
             log.entries.push(entry);
+        }
+        let snapshot_index = log.snapshot.get_metadata().index;
+        if log.entries.first().is_some_and(|e| e.index > snapshot_index + 1) {
+            return Err(StorageError::Corrupt(format!(
+                "raft log starts at entry {} after the snapshot at {snapshot_index}",
+                log.entries[0].index
+            )));
+        }
+        if log.entries.last().is_some_and(|e| e.index < snapshot_index) {
+            // Catch-up entries only, all below the snapshot: the log restarts after it.
+            log.entries.clear();
         }
         // The conf state in force at the snapshot; entries after it are re-applied on
         // restart and bring membership up to date. Before any snapshot, the stored
@@ -127,14 +144,15 @@ impl RaftLog {
     }
 
     fn first(&self) -> u64 {
-        self.snapshot.get_metadata().index + 1
+        match self.entries.first() {
+            Some(e) => e.index,
+            None => self.snapshot.get_metadata().index + 1,
+        }
     }
 
     fn last(&self) -> u64 {
-        match self.entries.last() {
-            Some(e) => e.index,
-            None => self.snapshot.get_metadata().index,
-        }
+        let snapshot = self.snapshot.get_metadata().index;
+        self.entries.last().map_or(snapshot, |e| e.index.max(snapshot))
     }
 
     pub fn set_hard_state(&mut self, hs: HardState, batch: &mut WriteBatch) {
@@ -194,12 +212,14 @@ impl RaftLog {
     }
 
     /// Records a snapshot of the state machine taken locally at applied `index` and
-    /// drops the log up to it (a follower that needs older entries gets the snapshot).
+    /// drops the log up to `catch_up` entries below it: a follower at most that far
+    /// behind catches up from the log; one further behind gets the snapshot.
     pub fn install_local_snapshot(
         &mut self,
         index: u64,
         data: Vec<u8>,
         conf_state: ConfState,
+        catch_up: u64,
         batch: &mut WriteBatch,
     ) -> Result<(), raft::Error> {
         let term = self.term_of(index)?;
@@ -209,10 +229,11 @@ impl RaftLog {
         meta.index = index;
         meta.term = term;
         meta.set_conf_state(conf_state);
-        for e in self.entries.iter().filter(|e| e.index <= index) {
+        let keep_from = index.saturating_sub(catch_up) + 1;
+        for e in self.entries.iter().filter(|e| e.index < keep_from) {
             batch.delete(entry_key(e.index));
         }
-        self.entries.retain(|e| e.index > index);
+        self.entries.retain(|e| e.index >= keep_from);
         batch.put(KEY_SNAPSHOT, encode(&snapshot));
         self.snapshot = snapshot;
         Ok(())

@@ -44,6 +44,7 @@ pub fn machines() -> Vec<Machine> {
     for i in 1..=3u64 {
         let mut config = StoreConfig::new(i, initial.clone());
         config.snapshot_every_entries = 300;
+        config.snapshot_catch_up_entries = 100;
         config.applied_report_every_entries = 64;
         machines.push(Machine {
             name: format!("s{i}"),

@@ -221,7 +221,13 @@ impl Store {
         let mut batch = WriteBatch::new();
         if raft
             .mut_store()
-            .install_local_snapshot(self.state.applied, bytes, conf_state, &mut batch)
+            .install_local_snapshot(
+                self.state.applied,
+                bytes,
+                conf_state,
+                self.config.snapshot_catch_up_entries,
+                &mut batch,
+            )
             .is_ok()
         {
             self.entries_since_snapshot = 0;
