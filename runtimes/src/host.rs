@@ -351,7 +351,11 @@ impl Shared {
         let took = started.elapsed();
         if took >= SLOW_TURN {
             // Everything on this machine waited that long: timers, peers, clients.
-            tracing::warn!(took_ms = took.as_millis() as u64, steps = woke.steps, "slow turn");
+            tracing::warn!(
+                took_ms = took.as_millis() as u64,
+                steps = woke.steps,
+                "slow turn"
+            );
         }
         while let Some(output) = runtime.poll_output() {
             self.release(output);
