@@ -320,11 +320,27 @@ impl StoreClient {
                 None
             }
             Err(error @ StoreError::NoQuorum { .. }) => {
-                // Definite for that member; another may still be a leader with quorum.
+                // Definite for that member (not proposed there); another member may be
+                // a leader with a quorum — one that has not heard from this member,
+                // which may be cut off — so ask every member not asked yet before
+                // refusing. Nothing was proposed, so resending a write is safe.
                 inflight.last_error = Some(error);
-                if inflight.targets.is_empty() {
+                if self.leader.as_ref() == Some(from) {
+                    self.leader = None;
+                }
+                let untried: Vec<Address> = self
+                    .endpoints
+                    .iter()
+                    .filter(|e| !inflight.tried.contains(*e))
+                    .cloned()
+                    .collect();
+                if inflight.targets.is_empty() && untried.is_empty() {
                     Some(self.finish_refused(inflight))
                 } else {
+                    if inflight.targets.is_empty() {
+                        self.stats.redirects += 1;
+                        self.transmit(out, now, id, &mut inflight, untried);
+                    }
                     self.inflight.insert(id, inflight);
                     None
                 }
@@ -691,5 +707,61 @@ impl StoreClient {
             .min()
             .flatten();
         earliest(requests, watches)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Sent(Vec<(Address, Message)>);
+
+    impl Outbox for Sent {
+        fn send(&mut self, to: Address, msg: Message) {
+            self.0.push((to, msg));
+        }
+    }
+
+    fn member(i: u64) -> Address {
+        Address::new(format!("s{i}"), crate::store::KIND, 0)
+    }
+
+    /// A member without a quorum ("no quorum") is not the last word: the members not
+    /// asked yet are asked before the request is refused (api-semantics saw a 503 from a
+    /// member that still counted its peers unreachable while another could serve).
+    #[test]
+    fn no_quorum_from_one_member_asks_the_others_before_refusing() {
+        let mut client = StoreClient::new(
+            vec![member(1), member(2), member(3)],
+            ClientConfig::default(),
+            7,
+        )
+        .unwrap();
+        let mut out = Sent::default();
+        let now = Time(0);
+        let no_quorum = || StoreError::NoQuorum {
+            reachable: 1,
+            members: 3,
+            needed: 2,
+        };
+        // The leader is known (s1): the put goes there only.
+        client.leader = Some(member(1));
+        let id = client
+            .send(&mut out, now, StoreRequest::Put(Default::default()), 1)
+            .unwrap();
+        assert_eq!(out.0.len(), 1);
+        let done = client.on_response(&mut out, now, &member(1), id, Err(no_quorum()), None);
+        assert!(done.is_none(), "refused after asking one member of three");
+        let asked: Vec<Address> = out.0.iter().skip(1).map(|(to, _)| to.clone()).collect();
+        assert_eq!(asked, vec![member(2), member(3)]);
+        // Both say "no quorum" too: now the refusal stands.
+        assert!(client
+            .on_response(&mut out, now, &member(2), id, Err(no_quorum()), None)
+            .is_none());
+        let done = client
+            .on_response(&mut out, now, &member(3), id, Err(no_quorum()), None)
+            .expect("every member refused");
+        assert!(matches!(done.result, Err(StoreError::NoQuorum { .. })));
     }
 }
