@@ -81,11 +81,8 @@ impl Store {
             let persisted = ready.take_persisted_messages();
             self.send_raft_messages(ctx, persisted);
             for state in ready.take_read_states() {
-                if state.request_ctx.len() == 8 {
-                    let mut raw = [0u8; 8];
-                    raw.copy_from_slice(&state.request_ctx);
-                    self.ready_reads
-                        .push((state.index, u64::from_be_bytes(raw)));
+                if let Some(read_id) = reads::read_id_of(self.config.id, &state.request_ctx) {
+                    self.ready_reads.push((state.index, read_id));
                 }
             }
             let committed = ready.take_committed_entries();

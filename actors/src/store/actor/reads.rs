@@ -4,6 +4,25 @@
 #[allow(unused_imports)]
 use super::*;
 
+/// A read-index request's context: this member's id, then its read id. raft-rs keys
+/// the leader's pending read indexes by context and silently drops a request whose
+/// context is already pending, so contexts must differ across members (two followers
+/// both at read 5 used to collide: one read went unanswered until its timeout).
+pub(super) fn read_context(member: u64, read_id: u64) -> Vec<u8> {
+    let mut ctx = member.to_be_bytes().to_vec();
+    ctx.extend_from_slice(&read_id.to_be_bytes());
+    ctx
+}
+
+/// The read id of a context this member made (`None`: another member's, or malformed).
+pub(super) fn read_id_of(member: u64, ctx: &[u8]) -> Option<u64> {
+    let (owner, id) = (ctx.get(..8)?, ctx.get(8..16)?);
+    if ctx.len() != 16 || owner != member.to_be_bytes() {
+        return None;
+    }
+    Some(u64::from_be_bytes(id.try_into().ok()?))
+}
+
 impl Store {
     /// Asks raft to confirm (with a quorum) that this member's state is current, and
     /// serves `op` once the confirmed index is applied.
@@ -26,7 +45,7 @@ impl Store {
             },
         );
         if let Some(raft) = self.raft.as_mut() {
-            raft.read_index(read_id.to_be_bytes().to_vec());
+            raft.read_index(read_context(self.config.id, read_id));
         }
     }
 
@@ -100,5 +119,21 @@ impl Store {
         } else {
             self.start_read_index(from, id, op, now);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two members' reads with the same read id have different contexts (raft-rs drops
+    /// a read whose context is already pending at the leader); a member takes back only
+    /// its own.
+    #[test]
+    fn read_contexts_differ_across_members() {
+        assert_ne!(read_context(2, 5), read_context(3, 5));
+        assert_eq!(read_id_of(2, &read_context(2, 5)), Some(5));
+        assert_eq!(read_id_of(3, &read_context(2, 5)), None);
+        assert_eq!(read_id_of(2, &5u64.to_be_bytes()), None);
     }
 }
