@@ -636,8 +636,8 @@ impl Invariant for WritesResume {
     }
 }
 
-/// While a majority of the voters is down (crashed, or paused), no write succeeds, and
-/// when that lasts, clients hear "no quorum". Who is down comes from what the run did —
+/// While a majority of the voters is down (crashed, or paused), no write called in that
+/// time succeeds, and when that lasts, clients hear "no quorum". Who is down comes from what the run did —
 /// crashes (a kill, the leader's kill), restarts (one or all), pauses and resumes — and
 /// the voters from the members' own membership reports, so every way of losing a
 /// quorum is judged, whoever scheduled it.
@@ -653,6 +653,8 @@ pub struct QuorumLossRefusesWrites {
     losses: u64,
     no_quorum_errors: u64,
     refused: u64,
+    /// When each operation in flight was called, by (client, op id).
+    called_ms: BTreeMap<(u64, u64), u64>,
 }
 
 /// A loss of quorum shorter than this is not required to produce "no quorum" answers.
@@ -677,6 +679,7 @@ impl QuorumLossRefusesWrites {
             losses: 0,
             no_quorum_errors: 0,
             refused: 0,
+            called_ms: BTreeMap::new(),
         }
     }
 
@@ -746,20 +749,30 @@ impl Invariant for QuorumLossRefusesWrites {
             }
             _ => {}
         }
+        let report = workload(observation).map(|(_, report)| report);
+        if let Some(WorkloadReport::Call { client, op_id, .. }) = report {
+            self.called_ms.insert((*client, *op_id), world.now_ms);
+        }
+        let called_ms = match report {
+            Some(WorkloadReport::Return { client, op_id, .. }) => {
+                self.called_ms.remove(&(*client, *op_id))
+            }
+            _ => None,
+        };
         let Some(since) = self.lost_since else {
             return Ok(());
         };
-        if world.now_ms <= since + IN_FLIGHT_MARGIN_MS {
+        // Judged: operations called once the majority was down (a write called before
+        // may have committed before, and its answer — or a duplicate's remembered one —
+        // can arrive later).
+        if called_ms.is_none_or(|called| called <= since + IN_FLIGHT_MARGIN_MS) {
             return Ok(());
         }
-        if let Some((
-            _,
-            WorkloadReport::Return {
-                client,
-                op_id,
-                outcome,
-            },
-        )) = workload(observation)
+        if let Some(WorkloadReport::Return {
+            client,
+            op_id,
+            outcome,
+        }) = report
         {
             match outcome {
                 KvOutcome::Put { .. }
@@ -768,8 +781,8 @@ impl Invariant for QuorumLossRefusesWrites {
                     succeeded: true, ..
                 } => {
                     return Err(format!(
-                        "client {client} op {op_id} wrote successfully at {} ms with a majority of voters {:?} down since {since} ms (crashed {:?}, paused {:?})",
-                        world.now_ms, self.voters.1, self.crashed, self.paused
+                        "client {client} op {op_id}, called at {} ms, wrote successfully at {} ms with a majority of voters {:?} down since {since} ms (crashed {:?}, paused {:?})",
+                        called_ms.unwrap_or(0), world.now_ms, self.voters.1, self.crashed, self.paused
                     ));
                 }
                 KvOutcome::Failed { error } | KvOutcome::Unknown { error } => {
@@ -902,13 +915,33 @@ mod tests {
             actor: &client,
             msg: &write,
         };
+        let call = Message::Report(Report::Workload(WorkloadReport::Call {
+            client: 0,
+            op_id: 1,
+            op: KvOp::Put {
+                key: "k".into(),
+                value: "v".into(),
+            },
+        }));
+        let called = Observation::Emitted {
+            at_ms: 0,
+            at_ns: 0,
+            actor: &client,
+            msg: &call,
+        };
         // The leader (s1) killed by KillStoreLeader, then s2 killed.
         let mut check = QuorumLossRefusesWrites::new(3);
         check.observe(&crashed(&s1), &world(1_000)).unwrap();
         check.observe(&crashed(&s2), &world(1_100)).unwrap();
-        // Within the in-flight margin an answer may still arrive.
-        check.observe(&acked, &world(1_200)).unwrap();
+        check.observe(&called, &world(1_500)).unwrap();
         assert!(check.observe(&acked, &world(2_000)).is_err());
+        // A write called before the loss may have committed before it: its answer (or
+        // a duplicate's remembered one) may arrive late.
+        let mut check = QuorumLossRefusesWrites::new(3);
+        check.observe(&called, &world(900)).unwrap();
+        check.observe(&crashed(&s1), &world(1_000)).unwrap();
+        check.observe(&crashed(&s2), &world(1_100)).unwrap();
+        check.observe(&acked, &world(2_000)).unwrap();
         // After s2 restarts, writes may succeed again.
         let mut check = QuorumLossRefusesWrites::new(3);
         check.observe(&crashed(&s1), &world(1_000)).unwrap();
@@ -920,6 +953,7 @@ mod tests {
             kind: keel_engine::StartKind::Restart,
         };
         check.observe(&started, &world(1_500)).unwrap();
+        check.observe(&called, &world(1_600)).unwrap();
         check.observe(&acked, &world(2_000)).unwrap();
         // Two of three paused.
         let mut check = QuorumLossRefusesWrites::new(3);
@@ -931,11 +965,13 @@ mod tests {
             let observed = Observation::Fault { at_ms: 0, fault };
             check.observe(&observed, &world(1_000)).unwrap();
         }
+        check.observe(&called, &world(1_500)).unwrap();
         assert!(check.observe(&acked, &world(2_000)).is_err());
         // One of five down is no loss.
         let mut check = QuorumLossRefusesWrites::new(5);
         check.observe(&crashed(&s1), &world(1_000)).unwrap();
         check.observe(&crashed(&s2), &world(1_000)).unwrap();
+        check.observe(&called, &world(1_500)).unwrap();
         check.observe(&acked, &world(2_000)).unwrap();
     }
 }
