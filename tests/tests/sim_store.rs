@@ -183,10 +183,12 @@ fn store_membership_changes_under_load() {
 /// a snapshot lost on the network paused it at the leader for good (raft-rs waits for
 /// a snapshot report), and the leader kept sending a snapshot from before member 4 was
 /// added, which member 4 refuses. Seed 15 needed the operator's retry to wait for the
-/// election after the tail's restarts.
+/// election after the tail's restarts. Seed 255 (issue 9): a write called before two
+/// of four voters went down was answered 800 ms into the loss; quorum-loss-refuses-writes
+/// now judges only writes called during the loss.
 #[test]
 fn store_membership_changes_under_the_nemesis() {
-    for seed in [1, 2, 15] {
+    for seed in [1, 2, 15, 255] {
         let summary = run_named(
             "store-membership",
             seed,
