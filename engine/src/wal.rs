@@ -227,10 +227,6 @@ impl<F: LogFile> WalStorage<F> {
         self.file
     }
 
-    pub fn file(&self) -> &F {
-        &self.file
-    }
-
     /// Replaces the log by one batch of the live data (called after a sync).
     fn compact(&mut self) -> Result<(), StorageError> {
         let mut batch = WriteBatch::new();

@@ -77,7 +77,9 @@ impl FileLog {
         }
     }
 
-    fn file(&mut self) -> Result<&mut File, StorageError> {
+    /// The log open for appending (opened on first use and after a replace), and its
+    /// path for error messages — borrowed apart, so a write allocates nothing.
+    fn file(&mut self) -> Result<(&mut File, &Path), StorageError> {
         if self.file.is_none() {
             let file = OpenOptions::new()
                 .append(true)
@@ -85,7 +87,8 @@ impl FileLog {
                 .map_err(|e| io("cannot open", &self.path, e))?;
             self.file = Some(file);
         }
-        Ok(self.file.as_mut().expect("opened above"))
+        let file = self.file.as_mut().expect("opened above");
+        Ok((file, &self.path))
     }
 }
 
@@ -107,28 +110,24 @@ impl LogFile for FileLog {
     }
 
     fn append(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
-        let path = self.path.clone();
-        self.file()?
-            .write_all(bytes)
-            .map_err(|e| io("cannot append to", &path, e))
+        let (file, path) = self.file()?;
+        file.write_all(bytes)
+            .map_err(|e| io("cannot append to", path, e))
     }
 
     fn truncate(&mut self, len: u64) -> Result<(), StorageError> {
-        let path = self.path.clone();
         // Appends go to the end, so they follow the cut.
-        self.file()?
-            .set_len(len)
-            .map_err(|e| io("cannot truncate", &path, e))
+        let (file, path) = self.file()?;
+        file.set_len(len)
+            .map_err(|e| io("cannot truncate", path, e))
     }
 
     fn sync(&mut self) -> Result<(), StorageError> {
         if self.fsync == Fsync::Skip {
             return Ok(());
         }
-        let path = self.path.clone();
-        self.file()?
-            .sync_data()
-            .map_err(|e| io("cannot sync", &path, e))
+        let (file, path) = self.file()?;
+        file.sync_data().map_err(|e| io("cannot sync", path, e))
     }
 
     fn replace(&mut self, bytes: &[u8]) -> Result<(), StorageError> {

@@ -64,40 +64,28 @@ impl SimDisk {
     /// or may not have, and a log's next append may be torn at a sector boundary.
     /// `Err` when the log does not open again (corruption a power cut cannot cause).
     pub fn crash(&mut self, rng: &mut impl Rng) -> Result<DiskCrash, StorageError> {
-        match self {
-            SimDisk::Batches(disk) => {
+        // Taken out while it crashes; every arm puts a disk back.
+        match std::mem::replace(self, SimDisk::Broken(String::new())) {
+            SimDisk::Batches(mut disk) => {
                 let unsynced = disk.unsynced_batches();
                 let surviving = if unsynced == 0 {
                     0
                 } else {
                     rng.gen_range(0..unsynced)
                 };
+                let batches_lost = disk.crash(surviving) as u64;
+                *self = SimDisk::Batches(disk);
                 Ok(DiskCrash {
-                    batches_lost: disk.crash(surviving) as u64,
+                    batches_lost,
                     torn_bytes: 0,
                 })
             }
             SimDisk::Log(wal) => {
-                let placeholder =
-                    WalStorage::open(MemLogFile::new(String::new()), LOG_COMPACT_MIN_BYTES)?;
-                let mut file = std::mem::replace(wal.as_mut(), placeholder).into_file();
-                let pending = file.pending();
-                let (keep, torn) = if pending == 0 {
-                    (0, 0)
-                } else {
-                    let keep = rng.gen_range(0..pending);
-                    let points = file.tear_points(keep);
-                    // Half the time nothing of the next append landed.
-                    let torn = if points.is_empty() || rng.gen_bool(0.5) {
-                        0
-                    } else {
-                        points[rng.gen_range(0..points.len())]
-                    };
-                    (keep, torn)
-                };
+                let mut file = wal.into_file();
+                let (keep, torn) = crash_point(&file, rng);
                 let report = file.crash(keep, torn);
                 match WalStorage::open(file, LOG_COMPACT_MIN_BYTES) {
-                    Ok(reopened) => **wal = reopened,
+                    Ok(reopened) => *self = SimDisk::Log(Box::new(reopened)),
                     Err(e) => {
                         *self = SimDisk::Broken(e.to_string());
                         return Err(e);
@@ -108,9 +96,30 @@ impl SimDisk {
                     torn_bytes: report.torn_bytes,
                 })
             }
-            SimDisk::Broken(e) => Err(StorageError::Corrupt(e.clone())),
+            SimDisk::Broken(e) => {
+                *self = SimDisk::Broken(e.clone());
+                Err(StorageError::Corrupt(e))
+            }
         }
     }
+}
+
+/// Where a power cut falls in a log's unsynced changes: how many reached the disk
+/// whole (never all: the write in progress does not land whole), and how many bytes of
+/// the next one did (half the time none, else a sector boundary inside it).
+fn crash_point(file: &MemLogFile, rng: &mut impl Rng) -> (usize, u64) {
+    let pending = file.pending();
+    if pending == 0 {
+        return (0, 0);
+    }
+    let keep = rng.gen_range(0..pending);
+    let points = file.tear_points(keep);
+    let torn = if points.is_empty() || rng.gen_bool(0.5) {
+        0
+    } else {
+        points[rng.gen_range(0..points.len())]
+    };
+    (keep, torn)
 }
 
 impl Storage for SimDisk {
