@@ -103,17 +103,8 @@ impl PowerCluster {
         }
     }
 
-    fn list(ports: &[u16]) -> String {
-        ports
-            .iter()
-            .enumerate()
-            .map(|(i, p)| format!("s{}=127.0.0.1:{p}", i + 1))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
     fn endpoints(&self) -> String {
-        Self::list(&self.client_ports)
+        keel_tests::member_list(&self.client_ports)
     }
 
     fn start(&mut self, i: usize) {
@@ -131,7 +122,10 @@ impl PowerCluster {
                 "--listen-client",
                 &format!("127.0.0.1:{}", self.client_ports[i]),
             ])
-            .args(["--initial-cluster", &Self::list(&self.peer_ports)])
+            .args([
+                "--initial-cluster",
+                &keel_tests::member_list(&self.peer_ports),
+            ])
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

@@ -17,21 +17,11 @@ struct Cluster {
 
 impl Cluster {
     fn initial_cluster(&self) -> String {
-        self.peer_ports
-            .iter()
-            .enumerate()
-            .map(|(i, p)| format!("s{}=127.0.0.1:{p}", i + 1))
-            .collect::<Vec<_>>()
-            .join(",")
+        keel_tests::member_list(&self.peer_ports)
     }
 
     fn endpoints(&self) -> String {
-        self.client_ports
-            .iter()
-            .enumerate()
-            .map(|(i, p)| format!("s{}=127.0.0.1:{p}", i + 1))
-            .collect::<Vec<_>>()
-            .join(",")
+        keel_tests::member_list(&self.client_ports)
     }
 
     fn start(&mut self, index: usize) {

@@ -102,6 +102,17 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Store members on loopback as `--initial-cluster` and `--endpoints` take them:
+/// `s1=127.0.0.1:PORT,s2=…`, member N at `ports[N-1]`.
+pub fn member_list(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("s{}=127.0.0.1:{p}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// How long [`wait_writable`] waits for a store cluster to elect a leader with a quorum:
 /// a few election rounds, with room for a loaded machine.
 const WRITABLE_WITHIN: Duration = Duration::from_secs(40);
