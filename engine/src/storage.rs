@@ -37,6 +37,17 @@ impl WriteBatch {
         self.ops.push(WriteOp::Delete { key: key.into() });
         self
     }
+    /// Key and value bytes the batch carries.
+    pub fn bytes(&self) -> usize {
+        self.ops
+            .iter()
+            .map(|op| match op {
+                WriteOp::Put { key, value } => key.len() + value.len(),
+                WriteOp::Delete { key } => key.len(),
+            })
+            .sum()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
@@ -128,6 +139,12 @@ pub struct MemStorageStats {
     pub crashes: u64,
     /// Unsynced batches a crash threw away.
     pub batches_lost: u64,
+    /// Key and value bytes of every batch written, and of the largest one: what one
+    /// turn of an actor can cost its disk.
+    #[serde(default)]
+    pub bytes_written: u64,
+    #[serde(default)]
+    pub max_batch_bytes: u64,
 }
 
 impl MemStorage {
@@ -184,6 +201,9 @@ impl Storage for MemStorage {
         apply(&mut self.visible, batch);
         self.unsynced.push(batch.clone());
         self.stats.batches_written += 1;
+        let bytes = batch.bytes() as u64;
+        self.stats.bytes_written += bytes;
+        self.stats.max_batch_bytes = self.stats.max_batch_bytes.max(bytes);
         Ok(())
     }
 

@@ -384,24 +384,22 @@ impl OneMachine {
         }
     }
 
-    /// Starts the actor of `spec` at `address` (fresh), with a fixed seed.
+    /// Starts the actor of `spec` at `address` (fresh, or restarted when the machine
+    /// has its disk), with a fixed seed.
     pub fn start(&mut self, address: &keel_engine::Address, spec: keel_engine::ActorSpec) {
         use keel_engine::ActorFactory;
         let actor = keel_actors::registry::Registry
             .build(address, &spec)
             .expect("the actor builds");
         let clocks = self.clocks();
+        let kind = if self.disks.contains_key(address) {
+            keel_engine::StartKind::Restart
+        } else {
+            keel_engine::StartKind::Fresh
+        };
         let disk = self.disks.entry(address.clone()).or_default();
         self.runtime
-            .start_actor(
-                clocks,
-                address.clone(),
-                spec,
-                actor,
-                7,
-                keel_engine::StartKind::Fresh,
-                disk,
-            )
+            .start_actor(clocks, address.clone(), spec, actor, 7, kind, disk)
             .expect("the actor starts");
         self.release();
     }
@@ -448,6 +446,36 @@ impl OneMachine {
         }
         self.now_ns = until;
         self.settle();
+    }
+
+    /// A machine that starts with these disks (another machine's, after
+    /// [`OneMachine::into_disks`]: the same actors restart from them).
+    pub fn with_disks(
+        node: &str,
+        disks: std::collections::BTreeMap<keel_engine::Address, keel_engine::MemStorage>,
+    ) -> OneMachine {
+        OneMachine {
+            disks,
+            ..OneMachine::new(node)
+        }
+    }
+
+    /// The disks, as a machine's power is cut after a sync: what was synced survives,
+    /// and of the unsynced batches as many as `surviving`.
+    pub fn into_disks(
+        self,
+        surviving: usize,
+    ) -> std::collections::BTreeMap<keel_engine::Address, keel_engine::MemStorage> {
+        let mut disks = self.disks;
+        for disk in disks.values_mut() {
+            disk.crash(surviving);
+        }
+        disks
+    }
+
+    /// An actor's disk.
+    pub fn disk(&self, address: &keel_engine::Address) -> &keel_engine::MemStorage {
+        &self.disks[address]
     }
 
     /// The runtime itself, to hand over several envelopes before a turn runs.

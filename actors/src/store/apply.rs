@@ -113,6 +113,9 @@ pub(super) struct StateMachine {
     pub(super) sessions: BTreeMap<u64, Session>,
     /// The index of the last entry applied.
     pub(super) applied: u64,
+    /// Sessions changed (or evicted) since the member last wrote them to its storage
+    /// (bookkeeping for `super::checkpoint`, not replicated state).
+    pub(super) dirty_sessions: BTreeSet<u64>,
 }
 
 impl StateMachine {
@@ -123,6 +126,7 @@ impl StateMachine {
             auto_promote: BTreeSet::new(),
             sessions: BTreeMap::new(),
             applied: 0,
+            dirty_sessions: BTreeSet::new(),
         }
     }
 
@@ -208,6 +212,9 @@ impl StateMachine {
     /// false if it already was.
     fn first_application(&mut self, session: u64, request_id: u64) -> bool {
         let index = self.applied + 1;
+        // Marked before the check: a refused id still creates its session (replicated
+        // state every member holds, so a restarted member must hold it too).
+        self.dirty_sessions.insert(session);
         let entry = self.sessions.entry(session).or_default();
         if request_id <= entry.floor || !entry.applied.insert(request_id) {
             return false;
@@ -231,6 +238,7 @@ impl StateMachine {
                 .map(|(id, _)| *id);
             if let Some(id) = stalest {
                 self.sessions.remove(&id);
+                self.dirty_sessions.insert(id);
             }
         }
         assert!(self.sessions.len() <= SESSIONS_MAX);
@@ -311,6 +319,8 @@ impl StateMachine {
         self.auto_promote = snapshot.auto_promote.into_iter().collect();
         self.sessions = snapshot.sessions.into_iter().collect();
         self.applied = index;
+        // The member writes the whole state after a restore, not changes.
+        self.dirty_sessions.clear();
         self.check_invariants()
             .map_err(|reason| format!("inconsistent snapshot: {reason}"))
     }

@@ -32,7 +32,9 @@ pub struct StoreConfig {
     /// Linearizable reads waiting for their read index.
     #[serde(default = "default_inflight_reads_max")]
     pub inflight_reads_max: usize,
-    /// Take a snapshot (and drop the log before it) every this many applied entries.
+    /// Every this many applied entries, write what the state machine changed since the
+    /// last checkpoint to storage and drop the log before it (keeping the catch-up
+    /// entries). A checkpoint costs the changes of one interval, not the state.
     #[serde(default = "default_snapshot_every_entries")]
     pub snapshot_every_entries: u64,
     /// Entries kept below a local snapshot, so a follower a little behind catches up from
@@ -86,10 +88,10 @@ fn default_inflight_reads_max() -> usize {
     4096
 }
 fn default_snapshot_every_entries() -> u64 {
-    // A snapshot serialises the whole state machine (history included) on the apply
-    // path: keep it as rare as etcd's --snapshot-count (100000); the log in between
-    // costs disk and about 350 bytes of memory per entry.
-    100_000
+    // A checkpoint writes one interval's changes in one turn (the keys written, their
+    // histories), so its size sets the longest turn it costs: 10,000 entries of 1 KiB
+    // is about 10 MB. The log in between costs disk and its entries' memory.
+    10_000
 }
 fn default_snapshot_catch_up_entries() -> u64 {
     // Without them, every snapshot cut the log right at the applied index: followers a

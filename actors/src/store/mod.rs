@@ -6,6 +6,7 @@
 //! 2. [`mvcc`] — the deterministic state machine every member applies committed
 //!    requests to;
 //! 3. [`raft_log`] — raft-rs's log storage, mirrored to the member's durable storage;
+//!    `checkpoint` keeps the applied state there too, written a piece at a time;
 //! 4. [`messages`] — what members and clients say on the bus;
 //! 5. [`config`] — a member's configuration and limits;
 //! 6. [`actor`] — the member itself: raft, watches, lease deadlines, membership
@@ -18,6 +19,7 @@
 
 pub mod actor;
 mod apply;
+mod checkpoint;
 pub use crate::client::store as client;
 pub mod config;
 pub mod messages;

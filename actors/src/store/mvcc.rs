@@ -161,6 +161,26 @@ pub struct Mvcc {
     /// than stored twice.
     changes: BTreeMap<i64, Vec<Vec<u8>>>,
     leases: BTreeMap<i64, Lease>,
+    /// What changed since the member last wrote the state to its storage (not state:
+    /// bookkeeping for `super::checkpoint`).
+    #[serde(skip)]
+    dirty: Dirty,
+}
+
+/// Which parts of an [`Mvcc`] changed since [`Mvcc::take_dirty`] was last called.
+#[derive(Clone, Debug, Default)]
+pub struct Dirty {
+    /// Keys whose history changed (a write, or a compaction that dropped versions).
+    pub keys: BTreeSet<Vec<u8>>,
+    /// A lease was granted or revoked.
+    pub leases: bool,
+}
+
+/// Two stores are equal by their state; what is still to be persisted is not state.
+impl PartialEq for Dirty {
+    fn eq(&self, _other: &Dirty) -> bool {
+        true
+    }
 }
 
 impl Mvcc {
@@ -180,6 +200,7 @@ impl Mvcc {
             history: BTreeMap::new(),
             changes: BTreeMap::new(),
             leases: BTreeMap::new(),
+            dirty: Dirty::default(),
         }
     }
 
@@ -437,7 +458,7 @@ impl Mvcc {
                 current: self.current_revision,
             });
         }
-        for versions in self.history.values_mut() {
+        for (key, versions) in self.history.iter_mut() {
             let after = versions.partition_point(|version| version.mod_revision <= revision);
             let Some(newest_kept) = after.checked_sub(1) else {
                 continue;
@@ -449,7 +470,10 @@ impl Mvcc {
             } else {
                 newest_kept
             };
-            versions.drain(..keep_from);
+            if keep_from > 0 {
+                versions.drain(..keep_from);
+                self.dirty.keys.insert(key.clone());
+            }
         }
         self.history.retain(|_, versions| !versions.is_empty());
         self.changes = self.changes.split_off(&(revision + 1));
@@ -481,6 +505,7 @@ impl Mvcc {
                 keys: BTreeSet::new(),
             },
         );
+        self.dirty.leases = true;
         Ok(())
     }
 
@@ -501,6 +526,7 @@ impl Mvcc {
             );
         }
         self.leases.remove(&id);
+        self.dirty.leases = true;
         if !events.is_empty() {
             self.current_revision = revision;
         }
@@ -526,6 +552,99 @@ impl Mvcc {
             .iter()
             .map(|(&id, lease)| (id, lease.ttl_seconds))
             .collect()
+    }
+
+    // ---- persistence in parts (see `super::checkpoint`) ------------------------------
+
+    /// What changed since the last call, and forgets it: the member writes exactly
+    /// these parts to its storage.
+    pub fn take_dirty(&mut self) -> Dirty {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// One key's history as stored bytes, `None` once the key has none left.
+    pub fn key_history_bytes(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.history.get(key).map(|versions| {
+            // As in `snapshot`: encoding in-memory vectors with bincode cannot fail.
+            bincode::serialize(versions).expect("bincode encodes a history")
+        })
+    }
+
+    /// Every key with its history as stored bytes, in key order.
+    pub fn all_key_histories(&self) -> impl Iterator<Item = (&[u8], Vec<u8>)> + '_ {
+        self.history.iter().map(|(key, versions)| {
+            let bytes = bincode::serialize(versions).expect("bincode encodes a history");
+            (key.as_slice(), bytes)
+        })
+    }
+
+    /// The change log's revisions above `after`, each with the keys it changed in
+    /// execution order.
+    pub fn changes_after(&self, after: i64) -> impl Iterator<Item = (i64, &[Vec<u8>])> + '_ {
+        self.changes
+            .range(after + 1..)
+            .map(|(&revision, keys)| (revision, keys.as_slice()))
+    }
+
+    /// Rebuilds a store from its stored parts (what `super::checkpoint` wrote): the
+    /// revisions, every key's history bytes, the change log and the leases' TTLs. The
+    /// keys attached to each lease follow from the histories. Refused, as `restore`
+    /// refuses, when the parts do not decode or describe an inconsistent store.
+    pub fn from_parts(
+        limits: Limits,
+        current_revision: i64,
+        compacted_revision: i64,
+        histories: Vec<(Vec<u8>, Vec<u8>)>,
+        changes: BTreeMap<i64, Vec<Vec<u8>>>,
+        lease_ttls: Vec<(i64, i64)>,
+    ) -> Result<Mvcc, StoreError> {
+        limits
+            .validate()
+            .map_err(|reason| StoreError::Invalid(format!("stored store limits: {reason}")))?;
+        let mut leases: BTreeMap<i64, Lease> = lease_ttls
+            .into_iter()
+            .map(|(id, ttl_seconds)| {
+                let lease = Lease {
+                    ttl_seconds,
+                    keys: BTreeSet::new(),
+                };
+                (id, lease)
+            })
+            .collect();
+        let mut history = BTreeMap::new();
+        for (key, bytes) in histories {
+            let versions: Vec<Version> = bincode::deserialize(&bytes).map_err(|error| {
+                StoreError::Invalid(format!(
+                    "stored history of {key:?} does not decode: {error}"
+                ))
+            })?;
+            if let Some(latest) = versions
+                .last()
+                .filter(|v| v.lease != 0 && !v.is_tombstone())
+            {
+                let Some(lease) = leases.get_mut(&latest.lease) else {
+                    return Err(StoreError::Invalid(format!(
+                        "stored key {key:?} names lease {}, which is not stored",
+                        latest.lease
+                    )));
+                };
+                lease.keys.insert(key.clone());
+            }
+            history.insert(key, versions);
+        }
+        let store = Mvcc {
+            limits,
+            current_revision,
+            compacted_revision,
+            history,
+            changes,
+            leases,
+            dirty: Dirty::default(),
+        };
+        store.check_invariants().map_err(|reason| {
+            StoreError::Invalid(format!("inconsistent stored store: {reason}"))
+        })?;
+        Ok(store)
     }
 
     // ---- snapshots ------------------------------------------------------------------
@@ -1123,8 +1242,11 @@ impl Mvcc {
         );
     }
 
+    /// Records that `key` changed at `revision`: every change of history but
+    /// compaction's goes through here.
     fn log_change(&mut self, key: &[u8], revision: i64) {
         self.changes.entry(revision).or_default().push(key.to_vec());
+        self.dirty.keys.insert(key.to_vec());
     }
 }
 

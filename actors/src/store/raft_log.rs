@@ -8,7 +8,8 @@
 //! Durable layout (keys in the actor's storage):
 //! * `raft/hs`              — HardState (protobuf)
 //! * `raft/cs`              — ConfState (protobuf)
-//! * `raft/snap`            — the last Snapshot (protobuf; data = store state machine)
+//! * `raft/snap`            — the last snapshot's metadata (protobuf, no data: the state
+//!   it stands for is the member's checkpoint, `super::checkpoint`)
 //! * `raft/e/<index:020>`   — one Entry (protobuf) per index in the log: every entry
 //!   after the snapshot, and up to `catch_up` entries before it (see
 //!   [`RaftLog::install_local_snapshot`])
@@ -18,6 +19,7 @@ use keel_engine::{Storage, StorageError, WriteBatch};
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState};
+use std::cell::Cell;
 
 const KEY_HARD_STATE: &[u8] = b"raft/hs";
 const KEY_CONF_STATE: &[u8] = b"raft/cs";
@@ -49,23 +51,28 @@ pub struct RaftLog {
     /// The log, contiguous: every entry after the snapshot, and the catch-up entries
     /// kept below it (so the first entry may precede the snapshot's index).
     entries: Vec<Entry>,
+    /// A snapshot with the whole state, built for a follower that needs one (kept in
+    /// memory only; see [`RaftLog::snapshot_wanted`]).
+    outgoing: Option<Snapshot>,
+    /// raft asked for a snapshot that is not built yet.
+    wanted: Cell<bool>,
 }
 
 impl RaftLog {
     /// A founding member of a new cluster. Its state starts from a snapshot at index 1
-    /// (term 1) that holds the initial voters and the empty state machine `data`;
-    /// every founding member builds the same one. Keeping the initial membership in a
+    /// (term 1) that holds the initial voters and the empty state machine; every
+    /// founding member builds the same one. Keeping the initial membership in a
     /// snapshot, not only in raft's conf state, means a member that joins later gets it
     /// too: the leader's log starts at index 2, so the newcomer is sent the snapshot
     /// first and its membership is never missing the founders.
     /// A joining member (`voters` empty) starts with nothing and waits for the leader.
-    pub fn bootstrap(voters: Vec<u64>, data: Vec<u8>) -> (RaftLog, WriteBatch) {
+    /// The member writes the matching state (applied index 1) beside it.
+    pub fn bootstrap(voters: Vec<u64>) -> (RaftLog, WriteBatch) {
         let mut log = RaftLog::default();
         let mut batch = WriteBatch::new();
         if !voters.is_empty() {
             log.conf_state.voters = voters;
             let mut snapshot = Snapshot::default();
-            snapshot.set_data(data.into());
             let meta = snapshot.mut_metadata();
             meta.index = 1;
             meta.term = 1;
@@ -201,8 +208,11 @@ impl RaftLog {
         }
     }
 
-    /// Installs a snapshot received from the leader: the log restarts after it.
-    pub fn apply_snapshot(&mut self, snapshot: Snapshot, batch: &mut WriteBatch) {
+    /// Installs a snapshot received from the leader: the log restarts after it. Its
+    /// data is the caller's to keep (as its checkpoint): only the metadata is stored.
+    pub fn apply_snapshot(&mut self, mut snapshot: Snapshot, batch: &mut WriteBatch) {
+        snapshot.set_data(Default::default());
+        self.outgoing = None;
         let meta = snapshot.get_metadata();
         for index in self.first()..=self.last() {
             batch.delete(entry_key(index));
@@ -217,20 +227,19 @@ impl RaftLog {
         self.snapshot = snapshot;
     }
 
-    /// Records a snapshot of the state machine taken locally at applied `index` and
-    /// drops the log up to `catch_up` entries below it: a follower at most that far
-    /// behind catches up from the log; one further behind gets the snapshot.
+    /// Records that the state machine's checkpoint (written by the caller in the same
+    /// batch) stands at applied `index`, and drops the log up to `catch_up` entries
+    /// below it: a follower at most that far behind catches up from the log; one
+    /// further behind is sent a snapshot.
     pub fn install_local_snapshot(
         &mut self,
         index: u64,
-        data: Vec<u8>,
         conf_state: ConfState,
         catch_up: u64,
         batch: &mut WriteBatch,
     ) -> Result<(), raft::Error> {
         let term = self.term_of(index)?;
         let mut snapshot = Snapshot::default();
-        snapshot.set_data(data.into());
         let meta = snapshot.mut_metadata();
         meta.index = index;
         meta.term = term;
@@ -242,7 +251,61 @@ impl RaftLog {
         self.entries.retain(|e| e.index >= keep_from);
         batch.put(KEY_SNAPSHOT, encode(&snapshot));
         self.snapshot = snapshot;
+        // A built snapshot the log no longer reaches would leave its follower with a
+        // gap: build another when asked.
+        if self
+            .outgoing
+            .as_ref()
+            .is_some_and(|out| out.get_metadata().index + 1 < self.first())
+        {
+            self.outgoing = None;
+        }
         Ok(())
+    }
+
+    /// Stores the last snapshot without its data (a data directory from before
+    /// checkpoints kept the whole state in it; the member has moved that state into
+    /// its checkpoint in the same batch).
+    pub fn forget_snapshot_data(&mut self, batch: &mut WriteBatch) {
+        self.snapshot.set_data(Default::default());
+        batch.put(KEY_SNAPSHOT, encode(&self.snapshot));
+    }
+
+    /// Whether raft asked for a snapshot to send that is not built: the member then
+    /// builds one from its state ([`RaftLog::set_outgoing_snapshot`]) and raft sends it
+    /// on its next try (it retries a follower on every heartbeat response).
+    pub fn snapshot_wanted(&self) -> bool {
+        self.wanted.get()
+    }
+
+    /// Keeps `data`, the whole state at applied `index`, as the snapshot to send.
+    pub fn set_outgoing_snapshot(
+        &mut self,
+        index: u64,
+        data: Vec<u8>,
+        conf_state: ConfState,
+    ) -> Result<(), raft::Error> {
+        let term = self.term_of(index)?;
+        let mut snapshot = Snapshot::default();
+        snapshot.set_data(data.into());
+        let meta = snapshot.mut_metadata();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(conf_state);
+        self.outgoing = Some(snapshot);
+        self.wanted.set(false);
+        Ok(())
+    }
+
+    /// Forgets a built snapshot (membership changed, or the member no longer leads).
+    pub fn drop_outgoing_snapshot(&mut self) {
+        self.outgoing = None;
+        self.wanted.set(false);
+    }
+
+    /// Whether a built snapshot is held (its bytes count towards memory).
+    pub fn has_outgoing_snapshot(&self) -> bool {
+        self.outgoing.is_some()
     }
 
     fn term_of(&self, idx: u64) -> Result<u64, raft::Error> {
@@ -308,10 +371,21 @@ impl raft::Storage for RaftLog {
         Ok(self.last())
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // Snapshots are taken as the state machine applies (see the store actor), so
-        // the latest is always at hand and covers everything below the log's start.
-        Ok(self.snapshot.clone())
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        // The state lives in the member's checkpoint, not here: the whole state is
+        // built only when a follower needs it, outside raft's call (the member sees
+        // `snapshot_wanted` after its Ready loop). Until then raft is told to try again.
+        match &self.outgoing {
+            Some(snapshot) if snapshot.get_metadata().index >= request_index => {
+                Ok(snapshot.clone())
+            }
+            _ => {
+                self.wanted.set(true);
+                Err(raft::Error::Store(
+                    raft::StorageError::SnapshotTemporarilyUnavailable,
+                ))
+            }
+        }
     }
 }
 
@@ -335,12 +409,12 @@ mod tests {
     #[test]
     fn a_local_snapshot_keeps_catch_up_entries() {
         let mut disk = MemStorage::new();
-        let (mut log, batch) = RaftLog::bootstrap(vec![1, 2, 3], Vec::new());
+        let (mut log, batch) = RaftLog::bootstrap(vec![1, 2, 3]);
         disk.write(&batch).unwrap();
         let mut batch = WriteBatch::new();
         let entries: Vec<Entry> = (2..=100).map(|i| entry(i, 2)).collect();
         log.append(&entries, &mut batch);
-        log.install_local_snapshot(90, b"state".to_vec(), ConfState::default(), 20, &mut batch)
+        log.install_local_snapshot(90, ConfState::default(), 20, &mut batch)
             .unwrap();
         disk.write(&batch).unwrap();
         for log in [log, RaftLog::load(&disk).unwrap()] {
@@ -358,10 +432,10 @@ mod tests {
                 .is_err());
         }
         // Without catch-up entries the log starts right after the snapshot.
-        let (mut log, _) = RaftLog::bootstrap(vec![1], Vec::new());
+        let (mut log, _) = RaftLog::bootstrap(vec![1]);
         let mut batch = WriteBatch::new();
         log.append(&entries, &mut batch);
-        log.install_local_snapshot(90, Vec::new(), ConfState::default(), 0, &mut batch)
+        log.install_local_snapshot(90, ConfState::default(), 0, &mut batch)
             .unwrap();
         assert_eq!(log.first_index().unwrap(), 91);
     }

@@ -143,12 +143,11 @@ impl Store {
         let result = raft.apply_conf_change(&change);
         let outcome = match result {
             Ok(_) => {
-                // The next snapshot is taken at once: a member that must catch up by
-                // snapshot refuses one whose membership does not name it, so the
-                // snapshot raft sends it must be at least this new (seen under the
-                // nemesis: a learner added after the last snapshot was sent that
-                // snapshot, refused it, and never caught up).
-                self.entries_since_snapshot = self.config.snapshot_every_entries;
+                // A member that must catch up by snapshot refuses one whose membership
+                // does not name it, so a snapshot built before this change must not be
+                // sent (seen under the nemesis: a learner added after the last
+                // snapshot was sent that snapshot, refused it, and never caught up).
+                raft.mut_store().drop_outgoing_snapshot();
                 let changes = change.get_changes();
                 if self
                     .state
@@ -208,30 +207,68 @@ impl Store {
             .collect()
     }
 
+    /// Every `snapshot_every_entries` applied entries: writes what the state machine
+    /// changed since the last checkpoint and drops the log below it (keeping the
+    /// catch-up entries). Costs what changed, not what is stored (`super::checkpoint`).
+    /// Then, on a leader whose raft asked for a snapshot to send, builds one from the
+    /// whole state.
     pub(super) fn maybe_snapshot(&mut self, ctx: &mut Ctx<'_>) {
-        if self.entries_since_snapshot < self.config.snapshot_every_entries || self.fatal.is_some()
-        {
+        if self.fatal.is_some() {
             return;
         }
-        let bytes = self.state.snapshot();
-        let Some(raft) = self.raft.as_mut() else {
-            return;
-        };
-        let conf_state = raft.raft.prs().conf().to_conf_state();
-        let mut batch = WriteBatch::new();
-        if raft
-            .mut_store()
-            .install_local_snapshot(
-                self.state.applied,
-                bytes,
-                conf_state,
-                self.config.snapshot_catch_up_entries,
+        if self.entries_since_snapshot >= self.config.snapshot_every_entries {
+            let mut batch = WriteBatch::new();
+            if let Err(e) = checkpoint::write_changes(
+                &mut self.state,
+                &mut self.persisted,
+                ctx.storage(),
                 &mut batch,
-            )
-            .is_ok()
-        {
+            ) {
+                self.fail_storage(ctx, e);
+                return;
+            }
+            if let Some(raft) = self.raft.as_mut() {
+                let conf_state = raft.raft.prs().conf().to_conf_state();
+                // The applied entry is in the log (it is dropped only below earlier
+                // checkpoints); were it not, the checkpoint would stand, the log stay.
+                let _ = raft.mut_store().install_local_snapshot(
+                    self.state.applied,
+                    conf_state,
+                    self.config.snapshot_catch_up_entries,
+                    &mut batch,
+                );
+            }
             self.entries_since_snapshot = 0;
-            self.persist_synced(ctx, batch);
+            self.checkpoints += 1;
+            // No sync: the entries it covers are synced, and the batch is atomic.
+            if let Err(e) = ctx.persist(batch) {
+                self.fail_storage(ctx, e);
+                return;
+            }
+        }
+        let wanted = self
+            .raft
+            .as_ref()
+            .is_some_and(|raft| raft.store().snapshot_wanted());
+        if wanted {
+            if !self.is_leader() {
+                if let Some(raft) = self.raft.as_mut() {
+                    raft.mut_store().drop_outgoing_snapshot();
+                }
+                return;
+            }
+            let data = self.state.snapshot();
+            let Some(raft) = self.raft.as_mut() else {
+                return;
+            };
+            let conf_state = raft.raft.prs().conf().to_conf_state();
+            if raft
+                .mut_store()
+                .set_outgoing_snapshot(self.state.applied, data, conf_state)
+                .is_ok()
+            {
+                self.snapshots_built += 1;
+            }
         }
     }
 }

@@ -10,16 +10,19 @@
 //!    in one batch and syncs it, and only then sends raft's messages;
 //! 3. committed entries are applied to the state machine (`super::apply`) in log order; the member that
 //!    proposed an entry answers its client; watchers are fed the events;
-//! 4. reads whose read index is now applied are served; a snapshot is taken every
-//!    `snapshot_every_entries` entries and the log before it dropped.
+//! 4. reads whose read index is now applied are served; every
+//!    `snapshot_every_entries` entries what the state machine changed is written to
+//!    storage (`super::checkpoint`) and the log before it dropped; a follower too far
+//!    behind for the log is sent the whole state, built when raft asks for it.
 //!
 //! Determinism: raft-rs draws election jitter from `thread_rng`; the member config
 //! pins `max_election_tick = min_election_tick + 1` so that draw has one outcome, and
 //! the member randomises elections itself by withholding a number of ticks drawn from
 //! its seeded RNG after every role change.
 //!
-//! Durability: the state machine is rebuilt on restart from the last snapshot plus the
-//! log (both synced before anything that depends on them is sent).
+//! Durability: the state machine is rebuilt on restart from its last checkpoint plus
+//! the log after it (entries are synced before anything that depends on them is sent;
+//! a checkpoint is written in one batch with the log's new start).
 //!
 //! Files: this one holds the member's state, its input dispatch and small helpers;
 //! [`start`] (recovery from storage), [`raft_io`] (Ready handling, persistence, the
@@ -29,6 +32,7 @@
 //! and the leader's duties).
 
 use super::apply::{Applied, ConfContext, FollowUp, Proposal, ProposalOp, StateMachine};
+use super::checkpoint::{self, Persisted};
 use super::config::StoreConfig;
 use super::messages::{
     Member, MemberStatus, StoreMessage, StoreRequest, StoreResponse, WatchCreate, WatchEvents,
@@ -123,6 +127,8 @@ pub struct Store {
     /// The replicated state: MVCC, the member directory, client sessions, the applied
     /// index.
     state: StateMachine,
+    /// What the last checkpoint of `state` in storage holds (see `super::checkpoint`).
+    persisted: Persisted,
     /// Addresses learned from raft messages, for members not (yet) in the directory.
     seen_addresses: BTreeMap<u64, Address>,
     next_seq: u64,
@@ -146,6 +152,9 @@ pub struct Store {
     /// Counters for the status line (how well batching works).
     readies: u64,
     syncs: u64,
+    /// Checkpoints written, and whole-state snapshots built for lagging followers.
+    checkpoints: u64,
+    snapshots_built: u64,
     /// Proposals made since the last flush, and the most one flush has carried: more
     /// than one shows that proposals arriving together are batched into one Ready (and
     /// one fsync), which real-mode throughput relies on.
@@ -188,6 +197,7 @@ impl Store {
             .collect();
         Ok(Store {
             state: StateMachine::new(config.limits.clone(), members),
+            persisted: Persisted::default(),
             config,
             raft: None,
             fatal: None,
@@ -214,6 +224,8 @@ impl Store {
             batched_flushes: 0,
             readies: 0,
             syncs: 0,
+            checkpoints: 0,
+            snapshots_built: 0,
             current_session: 0,
             logger: slog::Logger::root(slog::Discard, slog::o!()),
         })
@@ -347,6 +359,10 @@ impl Store {
             self.revoking.clear();
         } else {
             if was_leader {
+                // A snapshot built to send is a leader's; its bytes go with the role.
+                if let Some(raft) = self.raft.as_mut() {
+                    raft.mut_store().drop_outgoing_snapshot();
+                }
                 self.lease_deadlines.clear();
                 self.revoking.clear();
                 self.promoting.clear();
@@ -469,6 +485,9 @@ impl Actor for Store {
             "members": status.members.len(),
             "readies": self.readies,
             "syncs": self.syncs,
+            "checkpoints": self.checkpoints,
+            "snapshots_built": self.snapshots_built,
+            "snapshot_held": self.raft.as_ref().is_some_and(|raft| raft.store().has_outgoing_snapshot()),
             "max_proposals_per_flush": self.max_proposals_per_flush,
             "batched_flushes": self.batched_flushes,
             "fatal": self.fatal,

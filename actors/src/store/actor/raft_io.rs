@@ -42,16 +42,34 @@ impl Store {
             // leader's fsync with replication.
             let early = ready.take_messages();
             self.send_raft_messages(ctx, early);
-            let Some(raft) = self.raft.as_mut() else {
-                return;
-            };
             let mut batch = WriteBatch::new();
             let snapshot = ready.snapshot().clone();
             let installed = snapshot.get_metadata().index != 0;
             if installed {
-                raft.mut_store()
-                    .apply_snapshot(snapshot.clone(), &mut batch);
+                // The leader's whole state: checked and taken first, then written as
+                // this member's checkpoint with the log's new start, in one batch.
+                let index = snapshot.get_metadata().index;
+                if let Err(reason) = self.state.restore(snapshot.get_data(), index) {
+                    self.fatal = Some(reason);
+                    return;
+                }
+                if let Err(e) = checkpoint::write_full(
+                    &mut self.state,
+                    &mut self.persisted,
+                    ctx.storage(),
+                    &mut batch,
+                ) {
+                    self.fail_storage(ctx, e);
+                    return;
+                }
+                let Some(raft) = self.raft.as_mut() else {
+                    return;
+                };
+                raft.mut_store().apply_snapshot(snapshot, &mut batch);
             }
+            let Some(raft) = self.raft.as_mut() else {
+                return;
+            };
             if !ready.entries().is_empty() {
                 raft.mut_store().append(ready.entries(), &mut batch);
             }
@@ -69,11 +87,6 @@ impl Store {
                 let _ = ctx.persist(batch);
             }
             if installed {
-                let index = snapshot.get_metadata().index;
-                if let Err(reason) = self.state.restore(snapshot.get_data(), index) {
-                    self.fatal = Some(reason);
-                    return;
-                }
                 self.entries_since_snapshot = 0;
                 // Watchers ahead of the snapshot keep going; behind it they re-sync.
                 self.cancel_lagging_watchers(ctx);
@@ -122,14 +135,18 @@ impl Store {
     pub(super) fn persist_synced(&mut self, ctx: &mut Ctx<'_>, batch: WriteBatch) -> bool {
         self.syncs += 1;
         if let Err(e) = ctx.persist(batch).and_then(|_| ctx.sync()) {
-            // A member that cannot persist must not acknowledge anything: stop.
-            let reason = format!("storage failed: {e}");
-            ctx.control(Control::Fatal {
-                reason: format!("member {}: {reason}", self.config.id),
-            });
-            self.fatal = Some(reason);
+            self.fail_storage(ctx, e);
             return false;
         }
         true
+    }
+
+    /// A member that cannot use its storage must not acknowledge anything: it stops.
+    pub(super) fn fail_storage(&mut self, ctx: &mut Ctx<'_>, error: keel_engine::StorageError) {
+        let reason = format!("storage failed: {error}");
+        ctx.control(Control::Fatal {
+            reason: format!("member {}: {reason}", self.config.id),
+        });
+        self.fatal = Some(reason);
     }
 }

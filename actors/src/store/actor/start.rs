@@ -59,9 +59,20 @@ impl Store {
                         .map(|(id, _)| *id)
                         .collect()
                 };
-                // The fresh state: empty MVCC, the initial members, no sessions.
-                let data = self.state.snapshot();
-                let (log, mut batch) = RaftLog::bootstrap(voters, data);
+                let founding = !voters.is_empty();
+                let (log, mut batch) = RaftLog::bootstrap(voters);
+                if founding {
+                    // The fresh state at the bootstrap snapshot: empty MVCC, the
+                    // initial members, no sessions.
+                    self.state.applied = 1;
+                    checkpoint::write_full(
+                        &mut self.state,
+                        &mut self.persisted,
+                        ctx.storage(),
+                        &mut batch,
+                    )
+                    .map_err(storage_error)?;
+                }
                 let meta = Meta {
                     magic: META_MAGIC.into(),
                     member_id: self.config.id,
@@ -75,12 +86,53 @@ impl Store {
                 log
             }
         };
-        let snapshot = log.last_snapshot().clone();
-        let applied = snapshot.get_metadata().index;
-        if snapshot.get_data().is_empty() {
-            self.state.applied = applied;
-        } else {
-            self.state.restore(snapshot.get_data(), applied)?;
+        let mut log = log;
+        let snapshot_index = log.last_snapshot().get_metadata().index;
+        let applied = match checkpoint::load(ctx.storage())
+            .map_err(|e| format!("data directory is corrupt: {e}"))?
+        {
+            Some((state, persisted)) => {
+                if state.applied < snapshot_index {
+                    return Err(format!(
+                        "data directory is corrupt: the state is at entry {}, below the log's snapshot at {snapshot_index}",
+                        state.applied
+                    ));
+                }
+                self.state = state;
+                self.persisted = persisted;
+                self.state.applied
+            }
+            None if !log.last_snapshot().get_data().is_empty() => {
+                // A data directory from before checkpoints: its state is the snapshot's
+                // data. Moved into the checkpoint layout once.
+                let data = log.last_snapshot().get_data().to_vec();
+                self.state.restore(&data, snapshot_index)?;
+                let mut batch = WriteBatch::new();
+                checkpoint::write_full(
+                    &mut self.state,
+                    &mut self.persisted,
+                    ctx.storage(),
+                    &mut batch,
+                )
+                .map_err(storage_error)?;
+                log.forget_snapshot_data(&mut batch);
+                ctx.persist(batch).map_err(storage_error)?;
+                ctx.sync().map_err(storage_error)?;
+                snapshot_index
+            }
+            None => {
+                // A joiner that has not been sent a snapshot yet.
+                self.state.applied = snapshot_index;
+                snapshot_index
+            }
+        };
+        if applied > log.hard_state().commit {
+            // Storage keeps batches in order, and the commit index is written before
+            // the entries it covers are applied: a state ahead of it is not ours.
+            return Err(format!(
+                "data directory is corrupt: the state is at entry {applied}, beyond the commit index {}",
+                log.hard_state().commit
+            ));
         }
         let raft_config = raft_config(&self.config, applied);
         let node = RawNode::new(&raft_config, log, &self.logger)
