@@ -113,9 +113,11 @@ pub(super) struct StateMachine {
     pub(super) sessions: BTreeMap<u64, Session>,
     /// The index of the last entry applied.
     pub(super) applied: u64,
-    /// Sessions changed (or evicted) since the member last wrote them to its storage
-    /// (bookkeeping for `super::checkpoint`, not replicated state).
+    /// Sessions changed (or evicted) since the member last wrote them to its storage,
+    /// and the request ids added (true) to or removed (false) from their windows, in
+    /// order (bookkeeping for `super::checkpoint`, not replicated state).
     pub(super) dirty_sessions: BTreeSet<u64>,
+    pub(super) session_ids: Vec<(u64, u64, bool)>,
 }
 
 impl StateMachine {
@@ -127,6 +129,7 @@ impl StateMachine {
             sessions: BTreeMap::new(),
             applied: 0,
             dirty_sessions: BTreeSet::new(),
+            session_ids: Vec::new(),
         }
     }
 
@@ -219,10 +222,12 @@ impl StateMachine {
         if request_id <= entry.floor || !entry.applied.insert(request_id) {
             return false;
         }
+        self.session_ids.push((session, request_id, true));
         entry.last_index = index;
         if entry.applied.len() > SESSION_WINDOW_IDS {
             if let Some(oldest) = entry.applied.pop_first() {
                 entry.floor = entry.floor.max(oldest);
+                self.session_ids.push((session, oldest, false));
             }
         }
         assert!(entry.applied.len() <= SESSION_WINDOW_IDS);
@@ -237,7 +242,10 @@ impl StateMachine {
                 .min_by_key(|(id, s)| (s.last_index, **id))
                 .map(|(id, _)| *id);
             if let Some(id) = stalest {
-                self.sessions.remove(&id);
+                if let Some(evicted) = self.sessions.remove(&id) {
+                    self.session_ids
+                        .extend(evicted.applied.into_iter().map(|old| (id, old, false)));
+                }
                 self.dirty_sessions.insert(id);
             }
         }
@@ -321,6 +329,7 @@ impl StateMachine {
         self.applied = index;
         // The member writes the whole state after a restore, not changes.
         self.dirty_sessions.clear();
+        self.session_ids.clear();
         self.check_invariants()
             .map_err(|reason| format!("inconsistent snapshot: {reason}"))
     }

@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 /// Everything the store sends or receives.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum StoreMessage {
-    /// A raft message between members (raft-rs protobuf bytes).
-    Raft(Vec<u8>),
+    /// A raft message between members (raft-rs protobuf bytes; a byte string in
+    /// serde, copied whole).
+    Raft(#[serde(with = "serde_bytes")] Vec<u8>),
     /// A client request; `id` is the client's, echoed in the response. Writes from a
     /// client `session` (non-zero, random per client incarnation, ids increasing) are
     /// applied at most once even if the bus delivers the request twice.

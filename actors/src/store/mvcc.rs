@@ -45,6 +45,8 @@ struct Version {
     mod_revision: i64,
     create_revision: i64,
     version: i64,
+    /// A byte string (`serde_bytes`): the same bincode, copied whole.
+    #[serde(with = "serde_bytes")]
     value: Vec<u8>,
     lease: i64,
 }
@@ -167,11 +169,16 @@ pub struct Mvcc {
     dirty: Dirty,
 }
 
-/// Which parts of an [`Mvcc`] changed since [`Mvcc::take_dirty`] was last called.
+/// What changed in an [`Mvcc`] since [`Mvcc::take_dirty`] was last called, in the
+/// order it happened: what the member writes to (and deletes from) its storage.
 #[derive(Clone, Debug, Default)]
 pub struct Dirty {
-    /// Keys whose history changed (a write, or a compaction that dropped versions).
-    pub keys: BTreeSet<Vec<u8>>,
+    /// Versions written, as (key, mod_revision).
+    pub written: Vec<(Vec<u8>, i64)>,
+    /// Versions a compaction dropped, as (key, mod_revision).
+    pub dropped: Vec<(Vec<u8>, i64)>,
+    /// Change-log revisions a compaction dropped.
+    pub dropped_revisions: Vec<i64>,
     /// A lease was granted or revoked.
     pub leases: bool,
 }
@@ -470,13 +477,14 @@ impl Mvcc {
             } else {
                 newest_kept
             };
-            if keep_from > 0 {
-                versions.drain(..keep_from);
-                self.dirty.keys.insert(key.clone());
+            for dropped in versions.drain(..keep_from) {
+                self.dirty.dropped.push((key.clone(), dropped.mod_revision));
             }
         }
         self.history.retain(|_, versions| !versions.is_empty());
-        self.changes = self.changes.split_off(&(revision + 1));
+        let kept = self.changes.split_off(&(revision + 1));
+        let dropped = std::mem::replace(&mut self.changes, kept);
+        self.dirty.dropped_revisions.extend(dropped.into_keys());
         self.compacted_revision = revision;
         Ok(())
     }
@@ -562,20 +570,30 @@ impl Mvcc {
         std::mem::take(&mut self.dirty)
     }
 
-    /// One key's history as stored bytes, `None` once the key has none left.
-    pub fn key_history_bytes(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.history.get(key).map(|versions| {
-            // As in `snapshot`: encoding in-memory vectors with bincode cannot fail.
-            bincode::serialize(versions).expect("bincode encodes a history")
+    /// One version (`key` at `mod_revision`) as stored bytes, if it is still held.
+    pub fn version_bytes(&self, key: &[u8], mod_revision: i64) -> Option<Vec<u8>> {
+        let versions = self.history.get(key)?;
+        let at = versions
+            .binary_search_by_key(&mod_revision, |version| version.mod_revision)
+            .ok()?;
+        // As in `snapshot`: encoding an in-memory struct with bincode cannot fail.
+        Some(bincode::serialize(&versions[at]).expect("bincode encodes a version"))
+    }
+
+    /// Every version held as (key, mod_revision, stored bytes), in key then revision
+    /// order.
+    pub fn all_versions(&self) -> impl Iterator<Item = (&[u8], i64, Vec<u8>)> + '_ {
+        self.history.iter().flat_map(|(key, versions)| {
+            versions.iter().map(move |version| {
+                let bytes = bincode::serialize(version).expect("bincode encodes a version");
+                (key.as_slice(), version.mod_revision, bytes)
+            })
         })
     }
 
-    /// Every key with its history as stored bytes, in key order.
-    pub fn all_key_histories(&self) -> impl Iterator<Item = (&[u8], Vec<u8>)> + '_ {
-        self.history.iter().map(|(key, versions)| {
-            let bytes = bincode::serialize(versions).expect("bincode encodes a history");
-            (key.as_slice(), bytes)
-        })
+    /// The keys the change log holds for `revision`, in execution order.
+    pub fn changes_at(&self, revision: i64) -> Option<&[Vec<u8>]> {
+        self.changes.get(&revision).map(Vec::as_slice)
     }
 
     /// The change log's revisions above `after`, each with the keys it changed in
@@ -587,14 +605,15 @@ impl Mvcc {
     }
 
     /// Rebuilds a store from its stored parts (what `super::checkpoint` wrote): the
-    /// revisions, every key's history bytes, the change log and the leases' TTLs. The
-    /// keys attached to each lease follow from the histories. Refused, as `restore`
-    /// refuses, when the parts do not decode or describe an inconsistent store.
+    /// revisions, every key's versions' bytes (in revision order), the change log and
+    /// the leases' TTLs. The keys attached to each lease follow from the histories.
+    /// Refused, as `restore` refuses, when the parts do not decode or describe an
+    /// inconsistent store.
     pub fn from_parts(
         limits: Limits,
         current_revision: i64,
         compacted_revision: i64,
-        histories: Vec<(Vec<u8>, Vec<u8>)>,
+        histories: Vec<(Vec<u8>, Vec<Vec<u8>>)>,
         changes: BTreeMap<i64, Vec<Vec<u8>>>,
         lease_ttls: Vec<(i64, i64)>,
     ) -> Result<Mvcc, StoreError> {
@@ -612,12 +631,16 @@ impl Mvcc {
             })
             .collect();
         let mut history = BTreeMap::new();
-        for (key, bytes) in histories {
-            let versions: Vec<Version> = bincode::deserialize(&bytes).map_err(|error| {
-                StoreError::Invalid(format!(
-                    "stored history of {key:?} does not decode: {error}"
-                ))
-            })?;
+        for (key, stored) in histories {
+            let mut versions = Vec::with_capacity(stored.len());
+            for bytes in stored {
+                let version: Version = bincode::deserialize(&bytes).map_err(|error| {
+                    StoreError::Invalid(format!(
+                        "a stored version of {key:?} does not decode: {error}"
+                    ))
+                })?;
+                versions.push(version);
+            }
             if let Some(latest) = versions
                 .last()
                 .filter(|v| v.lease != 0 && !v.is_tombstone())
@@ -1246,7 +1269,7 @@ impl Mvcc {
     /// compaction's goes through here.
     fn log_change(&mut self, key: &[u8], revision: i64) {
         self.changes.entry(revision).or_default().push(key.to_vec());
-        self.dirty.keys.insert(key.to_vec());
+        self.dirty.written.push((key.to_vec(), revision));
     }
 }
 

@@ -15,7 +15,9 @@ use thiserror::Error;
 /// One key's state at some revision, as etcd's `mvccpb.KeyValue`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyValue {
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     /// The revision of the put that created this incarnation of the key.
     pub create_revision: i64,
@@ -76,7 +78,9 @@ pub struct RangeResponse {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PutRequest {
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     /// Attach the key to this lease (0 for none); a key already attached to another
     /// lease moves.

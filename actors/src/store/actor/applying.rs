@@ -207,40 +207,34 @@ impl Store {
             .collect()
     }
 
-    /// Every `snapshot_every_entries` applied entries: writes what the state machine
-    /// changed since the last checkpoint and drops the log below it (keeping the
-    /// catch-up entries). Costs what changed, not what is stored (`super::checkpoint`).
-    /// Then, on a leader whose raft asked for a snapshot to send, builds one from the
-    /// whole state.
+    /// After every Ready: writes what applying changed to storage (`super::checkpoint`;
+    /// it costs what this turn applied), and every `snapshot_every_entries` entries
+    /// drops the log below the applied index in the same batch (keeping the catch-up
+    /// entries). Then, on a leader whose raft asked for a snapshot to send, builds one
+    /// from the whole state.
     pub(super) fn maybe_snapshot(&mut self, ctx: &mut Ctx<'_>) {
         if self.fatal.is_some() {
             return;
         }
-        if self.entries_since_snapshot >= self.config.snapshot_every_entries {
+        if self.persisted.behind(&self.state) {
             let mut batch = WriteBatch::new();
-            if let Err(e) = checkpoint::write_changes(
-                &mut self.state,
-                &mut self.persisted,
-                ctx.storage(),
-                &mut batch,
-            ) {
-                self.fail_storage(ctx, e);
-                return;
+            checkpoint::write_changes(&mut self.state, &mut self.persisted, &mut batch);
+            if self.entries_since_snapshot >= self.config.snapshot_every_entries {
+                if let Some(raft) = self.raft.as_mut() {
+                    let conf_state = raft.raft.prs().conf().to_conf_state();
+                    // The applied entry is in the log (it is dropped only below earlier
+                    // snapshots); were it not, the log would simply stay.
+                    let _ = raft.mut_store().install_local_snapshot(
+                        self.state.applied,
+                        conf_state,
+                        self.config.snapshot_catch_up_entries,
+                        &mut batch,
+                    );
+                }
+                self.entries_since_snapshot = 0;
+                self.local_snapshots += 1;
             }
-            if let Some(raft) = self.raft.as_mut() {
-                let conf_state = raft.raft.prs().conf().to_conf_state();
-                // The applied entry is in the log (it is dropped only below earlier
-                // checkpoints); were it not, the checkpoint would stand, the log stay.
-                let _ = raft.mut_store().install_local_snapshot(
-                    self.state.applied,
-                    conf_state,
-                    self.config.snapshot_catch_up_entries,
-                    &mut batch,
-                );
-            }
-            self.entries_since_snapshot = 0;
-            self.checkpoints += 1;
-            // No sync: the entries it covers are synced, and the batch is atomic.
+            // No sync: the entries it reflects are synced, and the batch is atomic.
             if let Err(e) = ctx.persist(batch) {
                 self.fail_storage(ctx, e);
                 return;

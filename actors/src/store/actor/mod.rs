@@ -152,8 +152,9 @@ pub struct Store {
     /// Counters for the status line (how well batching works).
     readies: u64,
     syncs: u64,
-    /// Checkpoints written, and whole-state snapshots built for lagging followers.
-    checkpoints: u64,
+    /// Local snapshots (log truncations), and whole-state snapshots built for lagging
+    /// followers.
+    local_snapshots: u64,
     snapshots_built: u64,
     /// Proposals made since the last flush, and the most one flush has carried: more
     /// than one shows that proposals arriving together are batched into one Ready (and
@@ -224,7 +225,7 @@ impl Store {
             batched_flushes: 0,
             readies: 0,
             syncs: 0,
-            checkpoints: 0,
+            local_snapshots: 0,
             snapshots_built: 0,
             current_session: 0,
             logger: slog::Logger::root(slog::Discard, slog::o!()),
@@ -485,7 +486,7 @@ impl Actor for Store {
             "members": status.members.len(),
             "readies": self.readies,
             "syncs": self.syncs,
-            "checkpoints": self.checkpoints,
+            "local_snapshots": self.local_snapshots,
             "snapshots_built": self.snapshots_built,
             "snapshot_held": self.raft.as_ref().is_some_and(|raft| raft.store().has_outgoing_snapshot()),
             "max_proposals_per_flush": self.max_proposals_per_flush,
