@@ -7,7 +7,8 @@
 //!
 //! Durable layout (keys in the actor's storage):
 //! * `raft/hs`              — HardState (protobuf)
-//! * `raft/cs`              — ConfState (protobuf)
+//! * `raft/cs`              — ConfState (protobuf) in force at the stored state's
+//!   applied index (written in the same batch as that state)
 //! * `raft/snap`            — the last snapshot's metadata (protobuf, no data: the state
 //!   it stands for is the member's checkpoint, `super::checkpoint`)
 //! * `raft/e/<index:020>`   — one Entry (protobuf) per index in the log: every entry
@@ -133,13 +134,18 @@ impl RaftLog {
             // Catch-up entries only, all below the snapshot: the log restarts after it.
             log.entries.clear();
         }
-        // The conf state in force at the snapshot; entries after it are re-applied on
-        // restart and bring membership up to date. Before any snapshot, the stored
-        // bootstrap conf state stands.
-        if log.snapshot.get_metadata().index > 0 {
-            log.conf_state = log.snapshot.get_metadata().get_conf_state().clone();
-        }
+        // The stored conf state is the one in force at the member's stored state's
+        // applied index (written with it: see `set_conf_state`); raft restarts there.
         Ok(log)
+    }
+
+    /// For a data directory from before the state was stored as it applied: its state
+    /// is the snapshot's, so the conf state in force is the snapshot's too (entries
+    /// after it are re-applied and bring membership up to date).
+    pub fn adopt_snapshot_conf_state(&mut self) {
+        if self.snapshot.get_metadata().index > 0 {
+            self.conf_state = self.snapshot.get_metadata().get_conf_state().clone();
+        }
     }
 
     pub fn hard_state(&self) -> &HardState {

@@ -148,6 +148,9 @@ impl Store {
                 // sent (seen under the nemesis: a learner added after the last
                 // snapshot was sent that snapshot, refused it, and never caught up).
                 raft.mut_store().drop_outgoing_snapshot();
+                // Stored with the state this turn: a restart resumes raft at the state's
+                // applied index, so it must find the membership in force there.
+                self.conf_changed = true;
                 let changes = change.get_changes();
                 if self
                     .state
@@ -219,6 +222,12 @@ impl Store {
         if self.persisted.behind(&self.state) {
             let mut batch = WriteBatch::new();
             checkpoint::write_changes(&mut self.state, &mut self.persisted, &mut batch);
+            if std::mem::take(&mut self.conf_changed) {
+                if let Some(raft) = self.raft.as_mut() {
+                    let conf_state = raft.raft.prs().conf().to_conf_state();
+                    raft.mut_store().set_conf_state(conf_state, &mut batch);
+                }
+            }
             if self.entries_since_snapshot >= self.config.snapshot_every_entries {
                 if let Some(raft) = self.raft.as_mut() {
                     let conf_state = raft.raft.prs().conf().to_conf_state();

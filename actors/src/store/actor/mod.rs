@@ -127,8 +127,10 @@ pub struct Store {
     /// The replicated state: MVCC, the member directory, client sessions, the applied
     /// index.
     state: StateMachine,
-    /// What the last checkpoint of `state` in storage holds (see `super::checkpoint`).
+    /// What the last write of `state` to storage holds (see `super::checkpoint`).
     persisted: Persisted,
+    /// A membership change was applied since the state was last written.
+    conf_changed: bool,
     /// Addresses learned from raft messages, for members not (yet) in the directory.
     seen_addresses: BTreeMap<u64, Address>,
     next_seq: u64,
@@ -199,6 +201,7 @@ impl Store {
         Ok(Store {
             state: StateMachine::new(config.limits.clone(), members),
             persisted: Persisted::default(),
+            conf_changed: false,
             config,
             raft: None,
             fatal: None,

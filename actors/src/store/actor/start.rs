@@ -107,6 +107,7 @@ impl Store {
                 // data. Moved into the checkpoint layout once.
                 let data = log.last_snapshot().get_data().to_vec();
                 self.state.restore(&data, snapshot_index)?;
+                log.adopt_snapshot_conf_state();
                 let mut batch = WriteBatch::new();
                 checkpoint::write_full(
                     &mut self.state,
