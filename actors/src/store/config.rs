@@ -32,9 +32,21 @@ pub struct StoreConfig {
     /// Linearizable reads waiting for their read index.
     #[serde(default = "default_inflight_reads_max")]
     pub inflight_reads_max: usize,
-    /// Every this many applied entries, write what the state machine changed since the
-    /// last checkpoint to storage and drop the log before it (keeping the catch-up
-    /// entries). A checkpoint costs the changes of one interval, not the state.
+    /// A whole-state snapshot for a follower behind the log's start travels in chunks
+    /// of this many bytes (the follower asks for each; one in flight), so a state of
+    /// any size stays under the transport's frame limit (16 MiB by default).
+    #[serde(default = "default_snapshot_chunk_bytes")]
+    pub snapshot_chunk_bytes: usize,
+    /// A chunk not answered within this many ticks is asked for again, at most
+    /// `snapshot_chunk_retries` times in a row before the follower gives the transfer
+    /// up (the leader then sends a new snapshot: `snapshot_retry_ticks`).
+    #[serde(default = "default_snapshot_chunk_retry_ticks")]
+    pub snapshot_chunk_retry_ticks: u64,
+    #[serde(default = "default_snapshot_chunk_retries")]
+    pub snapshot_chunk_retries: u32,
+    /// Every this many applied entries, drop the log below the applied index (keeping
+    /// the catch-up entries): a local snapshot. The state itself is written as it
+    /// applies (`super::checkpoint`), so this costs no more than a turn's writes.
     #[serde(default = "default_snapshot_every_entries")]
     pub snapshot_every_entries: u64,
     /// Entries kept below a local snapshot, so a follower a little behind catches up from
@@ -88,10 +100,18 @@ fn default_inflight_reads_max() -> usize {
     4096
 }
 fn default_snapshot_every_entries() -> u64 {
-    // A checkpoint writes one interval's changes in one turn (the keys written, their
-    // histories), so its size sets the longest turn it costs: 10,000 entries of 1 KiB
-    // is about 10 MB. The log in between costs disk and its entries' memory.
+    // etcd's --snapshot-count before 3.2. The log kept in between costs disk and its
+    // entries' memory; the state is stored as it applies either way.
     10_000
+}
+fn default_snapshot_chunk_bytes() -> usize {
+    1024 * 1024
+}
+fn default_snapshot_chunk_retry_ticks() -> u64 {
+    10
+}
+fn default_snapshot_chunk_retries() -> u32 {
+    5
 }
 fn default_snapshot_catch_up_entries() -> u64 {
     // Without them, every snapshot cut the log right at the applied index: followers a
@@ -134,6 +154,9 @@ impl StoreConfig {
             snapshot_retry_ticks: default_snapshot_retry_ticks(),
             inflight_proposals_max: default_inflight_proposals_max(),
             inflight_reads_max: default_inflight_reads_max(),
+            snapshot_chunk_bytes: default_snapshot_chunk_bytes(),
+            snapshot_chunk_retry_ticks: default_snapshot_chunk_retry_ticks(),
+            snapshot_chunk_retries: default_snapshot_chunk_retries(),
             snapshot_every_entries: default_snapshot_every_entries(),
             snapshot_catch_up_entries: default_snapshot_catch_up_entries(),
             watchers_per_client_max: default_watchers_per_client_max(),
@@ -183,6 +206,12 @@ impl StoreConfig {
             if value == 0 {
                 return Err(format!("{name} must be at least 1"));
             }
+        }
+        if self.snapshot_chunk_bytes < 1024 || self.snapshot_chunk_bytes > 8 * 1024 * 1024 {
+            return Err("snapshot_chunk_bytes must be within 1024..=8388608".into());
+        }
+        if self.snapshot_chunk_retry_ticks == 0 {
+            return Err("snapshot_chunk_retry_ticks must be at least 1".into());
         }
         if self.snapshot_every_entries == 0 {
             return Err("snapshot_every_entries must be at least 1".into());

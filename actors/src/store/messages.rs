@@ -31,6 +31,17 @@ pub enum StoreMessage {
     Watch(WatchEvents),
     /// A client acknowledges having received a watch's events up to `seq`.
     WatchAck { watch_id: u64, seq: u64 },
+    /// A follower asks the leader for the bytes at `offset` of the whole-state snapshot
+    /// at (`index`, `term`) (see `actor::snapshots`).
+    SnapshotChunkRequest { index: u64, term: u64, offset: u64 },
+    /// The leader's answer: up to `snapshot_chunk_bytes` bytes from `offset`, or `None`
+    /// when it no longer holds that snapshot.
+    SnapshotChunk {
+        index: u64,
+        term: u64,
+        offset: u64,
+        bytes: Option<serde_bytes::ByteBuf>,
+    },
 }
 
 /// What a client can ask a member.

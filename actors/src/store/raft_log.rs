@@ -284,13 +284,14 @@ impl RaftLog {
         self.wanted.get()
     }
 
-    /// Keeps `data`, the whole state at applied `index`, as the snapshot to send.
+    /// Keeps a snapshot at applied `index` with `data` (the member's descriptor of the
+    /// state it holds) as the snapshot to send; returns its term.
     pub fn set_outgoing_snapshot(
         &mut self,
         index: u64,
         data: Vec<u8>,
         conf_state: ConfState,
-    ) -> Result<(), raft::Error> {
+    ) -> Result<u64, raft::Error> {
         let term = self.term_of(index)?;
         let mut snapshot = Snapshot::default();
         snapshot.set_data(data.into());
@@ -300,7 +301,7 @@ impl RaftLog {
         meta.set_conf_state(conf_state);
         self.outgoing = Some(snapshot);
         self.wanted.set(false);
-        Ok(())
+        Ok(term)
     }
 
     /// Forgets a built snapshot (membership changed, or the member no longer leads).

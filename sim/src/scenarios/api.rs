@@ -45,6 +45,8 @@ pub fn machines() -> Vec<Machine> {
         let mut config = StoreConfig::new(i, initial.clone());
         config.snapshot_every_entries = 300;
         config.snapshot_catch_up_entries = 100;
+        // Small chunks: snapshots sent to followers travel in several.
+        config.snapshot_chunk_bytes = 1024;
         config.applied_report_every_entries = 64;
         machines.push(Machine {
             name: format!("s{i}"),

@@ -258,20 +258,33 @@ impl Store {
                 if let Some(raft) = self.raft.as_mut() {
                     raft.mut_store().drop_outgoing_snapshot();
                 }
+                self.outgoing_bytes = None;
                 return;
             }
+            // The state's bytes stay here; raft's message carries their descriptor and
+            // the follower fetches them in chunks (`snapshots`).
             let data = self.state.snapshot();
+            let descriptor = snapshots::Descriptor::of(&data).encode();
             let Some(raft) = self.raft.as_mut() else {
                 return;
             };
             let conf_state = raft.raft.prs().conf().to_conf_state();
-            if raft
+            let index = self.state.applied;
+            if let Ok(term) = raft
                 .mut_store()
-                .set_outgoing_snapshot(self.state.applied, data, conf_state)
-                .is_ok()
+                .set_outgoing_snapshot(index, descriptor, conf_state)
             {
+                self.outgoing_bytes = Some((index, term, data));
                 self.snapshots_built += 1;
             }
+        }
+        // Bytes of a snapshot raft no longer offers are not kept.
+        if !self
+            .raft
+            .as_ref()
+            .is_some_and(|raft| raft.store().has_outgoing_snapshot())
+        {
+            self.outgoing_bytes = None;
         }
     }
 }

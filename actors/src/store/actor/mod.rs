@@ -52,6 +52,7 @@ mod applying;
 mod raft_io;
 mod reads;
 mod requests;
+mod snapshots;
 mod start;
 mod ticks;
 mod watches;
@@ -131,6 +132,16 @@ pub struct Store {
     persisted: Persisted,
     /// A membership change was applied since the state was last written.
     conf_changed: bool,
+    /// Leader: the whole state's bytes of the snapshot raft offers (index, term,
+    /// bytes), fetched by followers in chunks (`snapshots`).
+    outgoing_bytes: Option<(u64, u64, Vec<u8>)>,
+    /// Follower: a snapshot transfer under way.
+    incoming: Option<snapshots::Incoming>,
+    /// Transfers given up or refused (checksum) on this member; snapshots received
+    /// whole and handed to raft; chunks received.
+    snapshot_transfers_failed: u64,
+    snapshots_received: u64,
+    snapshot_chunks_received: u64,
     /// Addresses learned from raft messages, for members not (yet) in the directory.
     seen_addresses: BTreeMap<u64, Address>,
     next_seq: u64,
@@ -202,6 +213,11 @@ impl Store {
             state: StateMachine::new(config.limits.clone(), members),
             persisted: Persisted::default(),
             conf_changed: false,
+            outgoing_bytes: None,
+            incoming: None,
+            snapshot_transfers_failed: 0,
+            snapshots_received: 0,
+            snapshot_chunks_received: 0,
             config,
             raft: None,
             fatal: None,
@@ -451,7 +467,16 @@ impl Actor for Store {
                     }
                     let now = ctx.now();
                     self.last_heard.insert(message.from, now);
-                    self.seen_addresses.insert(message.from, from);
+                    self.seen_addresses.insert(message.from, from.clone());
+                    let message =
+                        if message.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot {
+                            match self.on_snapshot_message(ctx, from, message) {
+                                Some(message) => message,
+                                None => return,
+                            }
+                        } else {
+                            message
+                        };
                     if let Some(raft) = self.raft.as_mut() {
                         // Messages from unknown peers or stale terms are refused by raft;
                         // the bus is lossy, so there is nothing to answer.
@@ -470,6 +495,21 @@ impl Actor for Store {
                 }
                 Message::Store(StoreMessage::WatchAck { watch_id, seq }) => {
                     self.on_watch_ack(from, watch_id, seq)
+                }
+                Message::Store(StoreMessage::SnapshotChunkRequest {
+                    index,
+                    term,
+                    offset,
+                }) if self.fatal.is_none() => {
+                    self.on_snapshot_chunk_request(ctx, from, index, term, offset);
+                }
+                Message::Store(StoreMessage::SnapshotChunk {
+                    index,
+                    term,
+                    offset,
+                    bytes,
+                }) if self.fatal.is_none() => {
+                    self.on_snapshot_chunk(ctx, index, term, offset, bytes);
                 }
                 // Responses and watch events are for clients; anything else is not ours.
                 _ => {}
@@ -491,7 +531,10 @@ impl Actor for Store {
             "syncs": self.syncs,
             "local_snapshots": self.local_snapshots,
             "snapshots_built": self.snapshots_built,
-            "snapshot_held": self.raft.as_ref().is_some_and(|raft| raft.store().has_outgoing_snapshot()),
+            "snapshot_held_bytes": self.outgoing_bytes.as_ref().map_or(0, |(_, _, b)| b.len()),
+            "snapshot_transfers_failed": self.snapshot_transfers_failed,
+            "snapshots_received": self.snapshots_received,
+            "snapshot_chunks_received": self.snapshot_chunks_received,
             "max_proposals_per_flush": self.max_proposals_per_flush,
             "batched_flushes": self.batched_flushes,
             "fatal": self.fatal,

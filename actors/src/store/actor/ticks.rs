@@ -18,6 +18,7 @@ impl Store {
             raft.tick();
         }
         let now = ctx.now();
+        self.retry_snapshot_chunk(ctx);
         if leader {
             self.retry_lost_snapshots();
             self.leader_duties(ctx, now);
