@@ -24,6 +24,7 @@ fn config(address: &Address) -> serde_json::Value {
     let mut config = StoreConfig::new(1, vec![(1, address.clone())]);
     config.snapshot_every_entries = EVERY;
     config.snapshot_catch_up_entries = 100;
+    config.state_write_every_entries = 100;
     serde_json::to_value(config).unwrap()
 }
 

@@ -77,9 +77,9 @@ pub(super) struct Persisted {
 }
 
 impl Persisted {
-    /// Whether the state has moved on since it was last written.
-    pub(super) fn behind(&self, state: &StateMachine) -> bool {
-        state.applied != self.applied
+    /// Entries applied since the state was last written.
+    pub(super) fn behind(&self, state: &StateMachine) -> u64 {
+        state.applied.saturating_sub(self.applied)
     }
 }
 

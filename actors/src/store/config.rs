@@ -32,6 +32,12 @@ pub struct StoreConfig {
     /// Linearizable reads waiting for their read index.
     #[serde(default = "default_inflight_reads_max")]
     pub inflight_reads_max: usize,
+    /// The applied state is written to storage once this many entries have applied
+    /// since it last was (and with every local snapshot): one batch per so many
+    /// entries instead of one per Ready. A restart re-applies at most this many
+    /// entries from the log; the batch costs what they changed.
+    #[serde(default = "default_state_write_every_entries")]
+    pub state_write_every_entries: u64,
     /// A whole-state snapshot for a follower behind the log's start travels in chunks
     /// of this many bytes (the follower asks for each; one in flight), so a state of
     /// any size stays under the transport's frame limit (16 MiB by default).
@@ -65,6 +71,10 @@ pub struct StoreConfig {
     /// Progress notifications to idle watchers, every this many ms.
     #[serde(default = "default_watch_progress_ms")]
     pub watch_progress_ms: u64,
+    /// A proposal not applied within this time is forgotten (its client gave up: it
+    /// waits 5 s); it stops counting towards `inflight_proposals_max`.
+    #[serde(default = "default_pending_write_timeout_ms")]
+    pub pending_write_timeout_ms: u64,
     /// A pending read that got no read index within this time is answered Timeout.
     #[serde(default = "default_read_timeout_ms")]
     pub read_timeout_ms: u64,
@@ -103,6 +113,12 @@ fn default_snapshot_every_entries() -> u64 {
     // etcd's --snapshot-count before 3.2. The log kept in between costs disk and its
     // entries' memory; the state is stored as it applies either way.
     10_000
+}
+fn default_state_write_every_entries() -> u64 {
+    1_000
+}
+fn default_pending_write_timeout_ms() -> u64 {
+    30_000
 }
 fn default_snapshot_chunk_bytes() -> usize {
     1024 * 1024
@@ -163,6 +179,8 @@ impl StoreConfig {
             watch_unacked_events_max: default_watch_unacked_events_max(),
             watch_batch_events: default_watch_batch_events(),
             watch_progress_ms: default_watch_progress_ms(),
+            pending_write_timeout_ms: default_pending_write_timeout_ms(),
+            state_write_every_entries: default_state_write_every_entries(),
             read_timeout_ms: default_read_timeout_ms(),
             max_size_per_msg: default_max_size_per_msg(),
             max_inflight_msgs: default_max_inflight_msgs(),
@@ -210,8 +228,18 @@ impl StoreConfig {
         if self.snapshot_chunk_bytes < 1024 || self.snapshot_chunk_bytes > 8 * 1024 * 1024 {
             return Err("snapshot_chunk_bytes must be within 1024..=8388608".into());
         }
+        if self.pending_write_timeout_ms < 1000 {
+            return Err("pending_write_timeout_ms must be at least 1000".into());
+        }
         if self.snapshot_chunk_retry_ticks == 0 {
             return Err("snapshot_chunk_retry_ticks must be at least 1".into());
+        }
+        if self.state_write_every_entries == 0
+            || self.state_write_every_entries > self.snapshot_every_entries
+        {
+            return Err(
+                "state_write_every_entries must be within 1..=snapshot_every_entries".into(),
+            );
         }
         if self.snapshot_every_entries == 0 {
             return Err("snapshot_every_entries must be at least 1".into());

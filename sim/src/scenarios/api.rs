@@ -45,6 +45,8 @@ pub fn machines() -> Vec<Machine> {
         let mut config = StoreConfig::new(i, initial.clone());
         config.snapshot_every_entries = 300;
         config.snapshot_catch_up_entries = 100;
+        // The state is written every 50 entries: restarts re-apply up to that many.
+        config.state_write_every_entries = 50;
         // Small chunks: snapshots sent to followers travel in several.
         config.snapshot_chunk_bytes = 1024;
         config.applied_report_every_entries = 64;

@@ -52,6 +52,8 @@ pub fn machines(members: u64, joiners: u64, clients: u64, keys: u32) -> Vec<Mach
         // Small snapshots interval so that lagging and new members catch up by snapshot.
         config.snapshot_every_entries = 300;
         config.snapshot_catch_up_entries = 100;
+        // The state is written every 50 entries: restarts re-apply up to that many.
+        config.state_write_every_entries = 50;
         // Small chunks: snapshots sent to followers travel in several.
         config.snapshot_chunk_bytes = 1024;
         config.applied_report_every_entries = 64;

@@ -219,7 +219,9 @@ impl Store {
         if self.fatal.is_some() {
             return;
         }
-        if self.persisted.behind(&self.state) {
+        let behind = self.persisted.behind(&self.state);
+        let snapshot_due = self.entries_since_snapshot >= self.config.snapshot_every_entries;
+        if behind > 0 && (behind >= self.config.state_write_every_entries || snapshot_due) {
             let mut batch = WriteBatch::new();
             checkpoint::write_changes(&mut self.state, &mut self.persisted, &mut batch);
             if std::mem::take(&mut self.conf_changed) {

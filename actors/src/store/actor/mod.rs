@@ -84,6 +84,10 @@ struct Meta {
 
 struct PendingWrite {
     client: Option<(Address, u64)>,
+    /// When it was proposed: a proposal that never applies (lost on the way to the
+    /// leader, or dropped by a new leader) is forgotten after `pending_write_timeout_ms`
+    /// (its client gave up long before).
+    since: Time,
 }
 
 struct PendingRead {
@@ -142,6 +146,8 @@ pub struct Store {
     snapshot_transfers_failed: u64,
     snapshots_received: u64,
     snapshot_chunks_received: u64,
+    /// Writes this member proposed as a follower (raft-rs forwarded them).
+    proposals_forwarded: u64,
     /// Addresses learned from raft messages, for members not (yet) in the directory.
     seen_addresses: BTreeMap<u64, Address>,
     next_seq: u64,
@@ -218,6 +224,7 @@ impl Store {
             snapshot_transfers_failed: 0,
             snapshots_received: 0,
             snapshot_chunks_received: 0,
+            proposals_forwarded: 0,
             config,
             raft: None,
             fatal: None,
@@ -535,6 +542,7 @@ impl Actor for Store {
             "snapshot_transfers_failed": self.snapshot_transfers_failed,
             "snapshots_received": self.snapshots_received,
             "snapshot_chunks_received": self.snapshot_chunks_received,
+            "proposals_forwarded": self.proposals_forwarded,
             "max_proposals_per_flush": self.max_proposals_per_flush,
             "batched_flushes": self.batched_flushes,
             "fatal": self.fatal,

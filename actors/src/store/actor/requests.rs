@@ -61,7 +61,13 @@ impl Store {
                     );
                     return;
                 }
-                let lease = if lease == 0 && self.is_leader() {
+                if lease == 0 && !self.is_leader() {
+                    // The leader draws the id: a follower cannot forward an id-less grant.
+                    let error = self.not_leader(now);
+                    self.respond(ctx, from, id, Err(error));
+                    return;
+                }
+                let lease = if lease == 0 {
                     // Positive, unused, drawn from the seeded RNG.
                     loop {
                         let candidate = (rand::Rng::gen::<u64>(ctx.rng()) >> 2) as i64 + 1;
@@ -191,15 +197,33 @@ impl Store {
         }
     }
 
-    /// Admission for anything that goes through the log: leader, quorum, limits.
-    pub(super) fn admit_write(&self, now: Time, encoded_size: usize) -> Result<(), StoreError> {
-        if !self.is_leader() {
+    /// Admission for anything that goes through the log: leader, quorum, limits. A
+    /// follower that knows the leader admits a `forwardable` write too and proposes it
+    /// there (raft-rs forwards a follower's proposal to the leader, as etcd's followers
+    /// forward puts): the client saves the redirect's round trip, and the follower
+    /// answers once the entry applies here. The quorum check is the leader's (a
+    /// follower hears only the leader); a forwarded proposal lost on the way leaves
+    /// the client to time out and resend (sessions apply it once).
+    pub(super) fn admit_write(
+        &self,
+        now: Time,
+        encoded_size: usize,
+        forwardable: bool,
+    ) -> Result<(), StoreError> {
+        let leader = self.is_leader();
+        // Forwarded only to a leader heard from within an election timeout: one gone
+        // silent is not sent writes that would only time out.
+        let forward_to_live_leader = forwardable
+            && self
+                .leader_id()
+                .is_some_and(|id| self.reachable(now).contains(&id));
+        if !leader && !forward_to_live_leader {
             return Err(self.not_leader(now));
         }
         let voters = self.voters().len().max(1);
         let needed = voters / 2 + 1;
         let reachable = self.reachable(now).len();
-        if reachable < needed {
+        if leader && reachable < needed {
             // The leader has not heard from a quorum lately: refuse now rather than
             // leave the client with an ambiguous timeout.
             return Err(StoreError::NoQuorum {
@@ -244,7 +268,7 @@ impl Store {
             op,
         };
         let data = bincode::serialize(&proposal).expect("proposal serializes");
-        if let Err(error) = self.admit_write(now, data.len()) {
+        if let Err(error) = self.admit_write(now, data.len(), true) {
             if let Some((to, request_id)) = client {
                 self.respond(ctx, to, request_id, Err(error));
             }
@@ -256,8 +280,11 @@ impl Store {
         match raft.propose(Vec::new(), data) {
             Ok(()) => {
                 self.proposals_since_flush += 1;
+                if !self.is_leader() {
+                    self.proposals_forwarded += 1;
+                }
                 self.pending_writes
-                    .insert(proposal.seq, PendingWrite { client });
+                    .insert(proposal.seq, PendingWrite { client, since: now });
                 true
             }
             Err(e) => {
@@ -306,7 +333,8 @@ impl Store {
         auto_promote: bool,
     ) {
         let now = ctx.now();
-        if let Err(error) = self.admit_write(now, 0) {
+        // Membership changes are the leader's: it checks learners' progress first.
+        if let Err(error) = self.admit_write(now, 0, false) {
             self.respond(ctx, from, id, Err(error));
             return;
         }
@@ -342,6 +370,7 @@ impl Store {
                     seq,
                     PendingWrite {
                         client: Some((from, id)),
+                        since: now,
                     },
                 );
             }

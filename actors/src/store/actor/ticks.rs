@@ -19,6 +19,9 @@ impl Store {
         }
         let now = ctx.now();
         self.retry_snapshot_chunk(ctx);
+        let forget = Duration::from_millis(self.config.pending_write_timeout_ms);
+        self.pending_writes
+            .retain(|_, pending| now.since(pending.since) < forget);
         if leader {
             self.retry_lost_snapshots();
             self.leader_duties(ctx, now);
