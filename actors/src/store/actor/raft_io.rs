@@ -53,12 +53,7 @@ impl Store {
                     self.fatal = Some(reason);
                     return;
                 }
-                if let Err(e) = checkpoint::write_full(
-                    &mut self.state,
-                    &mut self.persisted,
-                    ctx.storage(),
-                    &mut batch,
-                ) {
+                if let Err(e) = self.write_whole_state(ctx, &mut batch) {
                     self.fail_storage(ctx, e);
                     return;
                 }
@@ -139,6 +134,16 @@ impl Store {
             return false;
         }
         true
+    }
+
+    /// Adds the whole state to `batch`, replacing what storage held (bootstrap, an old
+    /// data directory, a snapshot from the leader).
+    pub(super) fn write_whole_state(
+        &mut self,
+        ctx: &Ctx<'_>,
+        batch: &mut WriteBatch,
+    ) -> Result<(), keel_engine::StorageError> {
+        checkpoint::write_full(&mut self.state, &mut self.persisted, ctx.storage(), batch)
     }
 
     /// A member that cannot use its storage must not acknowledge anything: it stops.

@@ -20,8 +20,8 @@ impl Store {
     }
 
     pub(super) fn recover(&mut self, ctx: &mut Ctx<'_>) -> Result<(), String> {
-        let storage_error =
-            |e: keel_engine::StorageError| format!("member {}: {e}", self.config.id);
+        let member = self.config.id;
+        let storage_error = move |e: keel_engine::StorageError| format!("member {member}: {e}");
         let meta = ctx.storage().get(KEY_META).map_err(storage_error)?;
         let log = match meta {
             Some(bytes) => {
@@ -65,13 +65,8 @@ impl Store {
                     // The fresh state at the bootstrap snapshot: empty MVCC, the
                     // initial members, no sessions.
                     self.state.applied = 1;
-                    checkpoint::write_full(
-                        &mut self.state,
-                        &mut self.persisted,
-                        ctx.storage(),
-                        &mut batch,
-                    )
-                    .map_err(storage_error)?;
+                    self.write_whole_state(ctx, &mut batch)
+                        .map_err(storage_error)?;
                 }
                 let meta = Meta {
                     magic: META_MAGIC.into(),
@@ -109,13 +104,8 @@ impl Store {
                 self.state.restore(&data, snapshot_index)?;
                 log.adopt_snapshot_conf_state();
                 let mut batch = WriteBatch::new();
-                checkpoint::write_full(
-                    &mut self.state,
-                    &mut self.persisted,
-                    ctx.storage(),
-                    &mut batch,
-                )
-                .map_err(storage_error)?;
+                self.write_whole_state(ctx, &mut batch)
+                    .map_err(storage_error)?;
                 log.forget_snapshot_data(&mut batch);
                 ctx.persist(batch).map_err(storage_error)?;
                 ctx.sync().map_err(storage_error)?;
