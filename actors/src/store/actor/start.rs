@@ -5,7 +5,14 @@ use super::*;
 
 impl Store {
     pub(super) fn on_start(&mut self, ctx: &mut Ctx<'_>) {
-        ctx.set_timer(StoreTimer::Tick, self.tick_duration());
+        // The first tick at a random point within one tick: members started at the
+        // same instant (a whole cluster restarted at once) would otherwise tick in
+        // phase, time out together and split their votes term after term (seen in
+        // the simulator: store-membership --nemesis seed 363, seven seconds without a
+        // leader after a restart of every member).
+        let tick_ms = self.config.tick_ms.max(1);
+        let first = rand::Rng::gen_range(ctx.rng(), 1..=tick_ms);
+        ctx.set_timer(StoreTimer::Tick, Duration::from_millis(first));
         if let Err(reason) = self.recover(ctx) {
             ctx.control(Control::Fatal {
                 reason: format!("member {}: {reason}", self.config.id),
