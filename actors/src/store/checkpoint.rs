@@ -4,11 +4,11 @@
 //! one turn and writing it as one record — seconds of work at 100 MB, during which it
 //! answered nobody, so its peers held elections (issue 9 §4). etcd keeps its state in
 //! bbolt, written as it applies, so its snapshot is only a mark in the log. keel does
-//! the same with its own storage: after every Ready the member writes what applying
-//! changed — the versions written, the change-log revisions, the session ids, the
-//! applied index — in one batch ([`write_changes`]; unsynced: the entries it reflects
-//! are synced, and a lost batch is re-applied from the log). A turn's batch costs what
-//! that turn applied, never what is stored. Every `snapshot_every_entries` entries the
+//! the same with its own storage: every `state_write_every_entries` applied entries
+//! the member writes what applying changed — the versions written, the change-log
+//! revisions, the session ids, the applied index — in one batch ([`write_changes`];
+//! unsynced: the entries it reflects are synced, and a lost batch is re-applied from
+//! the log). A batch costs what those entries changed, never what is stored. Every `snapshot_every_entries` entries the
 //! same batch also drops the log below the applied index (keeping the catch-up
 //! entries): that is all a local snapshot is now. A restart loads the state from these
 //! keys and re-applies the log after their applied index.
