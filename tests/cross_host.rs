@@ -56,7 +56,9 @@ fn schedule() -> Vec<(u64, Message)> {
                "metadata": {"name": name}, "data": {"v": value}})
     };
     let mut schedule = Vec::new();
-    // Ten creates at one instant: one store flush can carry them all.
+    // Ten creates at one instant: one store flush can carry them all. At 5 s: the
+    // member elects itself within 2 s (election timeout plus up to as many ticks of
+    // its own jitter) and the API server then creates the default namespace.
     for n in 0..10 {
         let name = format!("cm-{n}");
         let body = configmap(&name, "1");
@@ -64,22 +66,22 @@ fn schedule() -> Vec<(u64, Message)> {
         if let Message::Api(ApiMessage::Request { request, .. }) = &mut message {
             request.name = None;
         }
-        schedule.push((3_000, message));
+        schedule.push((5_000, message));
     }
     // Reads and unconditional updates racing, two instants apart by a microsecond's
     // worth of nothing: the same millisecond.
     for n in 0..5 {
         let name = format!("cm-{n}");
-        schedule.push((3_001, request(Verb::Get, &name, None)));
+        schedule.push((5_001, request(Verb::Get, &name, None)));
         schedule.push((
-            3_001,
+            5_001,
             request(Verb::Update, &name, Some(configmap(&name, "2"))),
         ));
     }
-    schedule.push((3_400, request(Verb::List, "", None)));
+    schedule.push((5_400, request(Verb::List, "", None)));
     for n in 0..10 {
         let name = format!("cm-{n}");
-        schedule.push((4_000 + n, request(Verb::Delete, &name, None)));
+        schedule.push((6_000 + n, request(Verb::Delete, &name, None)));
     }
     schedule
 }
@@ -217,8 +219,8 @@ fn assert_same(sim: &[NodeOutput<Message>], real: &[NodeOutput<Message>]) {
 /// answered, the creates and updates succeed, the store batched proposals.
 #[test]
 fn the_simulator_and_the_real_host_run_one_schedule_identically() {
-    let sim = run(Host::Sim, sim_limits(), 6_000);
-    let real = run(Host::Real, real_limits(), 6_000);
+    let sim = run(Host::Sim, sim_limits(), 8_000);
+    let real = run(Host::Real, real_limits(), 8_000);
     assert_ne!(sim_limits(), real_limits());
     assert_same(&sim, &real);
     let answers = answers(&real);
@@ -241,8 +243,8 @@ fn the_hosts_agree_when_a_burst_is_cut_into_batches() {
         max_arrivals_per_turn: 3,
         ..limits
     };
-    let sim = run(Host::Sim, small(sim_limits()), 6_000);
-    let real = run(Host::Real, small(real_limits()), 6_000);
+    let sim = run(Host::Sim, small(sim_limits()), 8_000);
+    let real = run(Host::Real, small(real_limits()), 8_000);
     assert_same(&sim, &real);
     assert_eq!(answers(&real).len(), schedule().len());
 }
