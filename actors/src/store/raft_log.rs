@@ -52,9 +52,10 @@ pub struct RaftLog {
     /// The log, contiguous: every entry after the snapshot, and the catch-up entries
     /// kept below it (so the first entry may precede the snapshot's index).
     entries: Vec<Entry>,
-    /// A snapshot with the whole state, built for a follower that needs one (kept in
-    /// memory only; see [`RaftLog::snapshot_wanted`]).
-    outgoing: Option<Snapshot>,
+    /// A snapshot built for a follower that needs one, and the whole state's bytes it
+    /// stands for (kept in memory only; see [`RaftLog::snapshot_wanted`]). raft sends
+    /// the snapshot; followers fetch the bytes (`Store`'s `snapshots`).
+    outgoing: Option<(Snapshot, Vec<u8>)>,
     /// raft asked for a snapshot that is not built yet.
     wanted: Cell<bool>,
 }
@@ -262,7 +263,7 @@ impl RaftLog {
         if self
             .outgoing
             .as_ref()
-            .is_some_and(|out| out.get_metadata().index + 1 < self.first())
+            .is_some_and(|(out, _)| out.get_metadata().index + 1 < self.first())
         {
             self.outgoing = None;
         }
@@ -284,24 +285,37 @@ impl RaftLog {
         self.wanted.get()
     }
 
-    /// Keeps a snapshot at applied `index` with `data` (the member's descriptor of the
-    /// state it holds) as the snapshot to send; returns its term.
+    /// Keeps a snapshot at applied `index` whose data is `descriptor` (what the
+    /// member's message says of `bytes`, the whole state) as the snapshot to send.
     pub fn set_outgoing_snapshot(
         &mut self,
         index: u64,
-        data: Vec<u8>,
+        descriptor: Vec<u8>,
+        bytes: Vec<u8>,
         conf_state: ConfState,
-    ) -> Result<u64, raft::Error> {
+    ) -> Result<(), raft::Error> {
         let term = self.term_of(index)?;
         let mut snapshot = Snapshot::default();
-        snapshot.set_data(data.into());
+        snapshot.set_data(descriptor.into());
         let meta = snapshot.mut_metadata();
         meta.index = index;
         meta.term = term;
         meta.set_conf_state(conf_state);
-        self.outgoing = Some(snapshot);
+        self.outgoing = Some((snapshot, bytes));
         self.wanted.set(false);
-        Ok(term)
+        Ok(())
+    }
+
+    /// The whole state's bytes of the snapshot offered at (`index`, `term`), if that is
+    /// the one held.
+    pub fn outgoing_bytes(&self, index: u64, term: u64) -> Option<&[u8]> {
+        self.outgoing
+            .as_ref()
+            .filter(|(snapshot, _)| {
+                let meta = snapshot.get_metadata();
+                meta.index == index && meta.term == term
+            })
+            .map(|(_, bytes)| bytes.as_slice())
     }
 
     /// Forgets a built snapshot (membership changed, or the member no longer leads).
@@ -310,9 +324,9 @@ impl RaftLog {
         self.wanted.set(false);
     }
 
-    /// Whether a built snapshot is held (its bytes count towards memory).
-    pub fn has_outgoing_snapshot(&self) -> bool {
-        self.outgoing.is_some()
+    /// Bytes of the built snapshot held (0 when none).
+    pub fn outgoing_len(&self) -> usize {
+        self.outgoing.as_ref().map_or(0, |(_, bytes)| bytes.len())
     }
 
     fn term_of(&self, idx: u64) -> Result<u64, raft::Error> {
@@ -383,7 +397,7 @@ impl raft::Storage for RaftLog {
         // built only when a follower needs it, outside raft's call (the member sees
         // `snapshot_wanted` after its Ready loop). Until then raft is told to try again.
         match &self.outgoing {
-            Some(snapshot) if snapshot.get_metadata().index >= request_index => {
+            Some((snapshot, _)) if snapshot.get_metadata().index >= request_index => {
                 Ok(snapshot.clone())
             }
             _ => {

@@ -224,24 +224,24 @@ impl Store {
         if behind > 0 && (behind >= self.config.state_write_every_entries || snapshot_due) {
             let mut batch = WriteBatch::new();
             checkpoint::write_changes(&mut self.state, &mut self.persisted, &mut batch);
-            if std::mem::take(&mut self.conf_changed) {
-                if let Some(raft) = self.raft.as_mut() {
-                    let conf_state = raft.raft.prs().conf().to_conf_state();
-                    raft.mut_store().set_conf_state(conf_state, &mut batch);
-                }
-            }
-            if self.entries_since_snapshot >= self.config.snapshot_every_entries {
-                if let Some(raft) = self.raft.as_mut() {
-                    let conf_state = raft.raft.prs().conf().to_conf_state();
+            let conf_changed = std::mem::take(&mut self.conf_changed);
+            if let Some(raft) = self.raft.as_mut() {
+                let conf_state = raft.raft.prs().conf().to_conf_state();
+                if snapshot_due {
                     // The applied entry is in the log (it is dropped only below earlier
                     // snapshots); were it not, the log would simply stay.
                     let _ = raft.mut_store().install_local_snapshot(
                         self.state.applied,
-                        conf_state,
+                        conf_state.clone(),
                         self.config.snapshot_catch_up_entries,
                         &mut batch,
                     );
                 }
+                if conf_changed {
+                    raft.mut_store().set_conf_state(conf_state, &mut batch);
+                }
+            }
+            if snapshot_due {
                 self.entries_since_snapshot = 0;
                 self.local_snapshots += 1;
             }
@@ -255,38 +255,29 @@ impl Store {
             .raft
             .as_ref()
             .is_some_and(|raft| raft.store().snapshot_wanted());
-        if wanted {
-            if !self.is_leader() {
-                if let Some(raft) = self.raft.as_mut() {
-                    raft.mut_store().drop_outgoing_snapshot();
-                }
-                self.outgoing_bytes = None;
-                return;
-            }
-            // The state's bytes stay here; raft's message carries their descriptor and
-            // the follower fetches them in chunks (`snapshots`).
-            let data = self.state.snapshot();
-            let descriptor = snapshots::Descriptor::of(&data).encode();
-            let Some(raft) = self.raft.as_mut() else {
-                return;
-            };
-            let conf_state = raft.raft.prs().conf().to_conf_state();
-            let index = self.state.applied;
-            if let Ok(term) = raft
-                .mut_store()
-                .set_outgoing_snapshot(index, descriptor, conf_state)
-            {
-                self.outgoing_bytes = Some((index, term, data));
-                self.snapshots_built += 1;
-            }
+        if !wanted {
+            return;
         }
-        // Bytes of a snapshot raft no longer offers are not kept.
-        if !self
-            .raft
-            .as_ref()
-            .is_some_and(|raft| raft.store().has_outgoing_snapshot())
+        if !self.is_leader() {
+            if let Some(raft) = self.raft.as_mut() {
+                raft.mut_store().drop_outgoing_snapshot();
+            }
+            return;
+        }
+        // raft's message carries the descriptor; the bytes stay with the log and the
+        // follower fetches them in chunks (`snapshots`).
+        let bytes = self.state.snapshot();
+        let descriptor = snapshots::Descriptor::of(&bytes).encode();
+        let Some(raft) = self.raft.as_mut() else {
+            return;
+        };
+        let conf_state = raft.raft.prs().conf().to_conf_state();
+        if raft
+            .mut_store()
+            .set_outgoing_snapshot(self.state.applied, descriptor, bytes, conf_state)
+            .is_ok()
         {
-            self.outgoing_bytes = None;
+            self.snapshots_built += 1;
         }
     }
 }

@@ -136,9 +136,6 @@ pub struct Store {
     persisted: Persisted,
     /// A membership change was applied since the state was last written.
     conf_changed: bool,
-    /// Leader: the whole state's bytes of the snapshot raft offers (index, term,
-    /// bytes), fetched by followers in chunks (`snapshots`).
-    outgoing_bytes: Option<(u64, u64, Vec<u8>)>,
     /// Follower: a snapshot transfer under way.
     incoming: Option<snapshots::Incoming>,
     /// Transfers given up or refused (checksum) on this member; snapshots received
@@ -219,7 +216,6 @@ impl Store {
             state: StateMachine::new(config.limits.clone(), members),
             persisted: Persisted::default(),
             conf_changed: false,
-            outgoing_bytes: None,
             incoming: None,
             snapshot_transfers_failed: 0,
             snapshots_received: 0,
@@ -538,7 +534,7 @@ impl Actor for Store {
             "syncs": self.syncs,
             "local_snapshots": self.local_snapshots,
             "snapshots_built": self.snapshots_built,
-            "snapshot_held_bytes": self.outgoing_bytes.as_ref().map_or(0, |(_, _, b)| b.len()),
+            "snapshot_held_bytes": self.raft.as_ref().map_or(0, |raft| raft.store().outgoing_len()),
             "snapshot_transfers_failed": self.snapshot_transfers_failed,
             "snapshots_received": self.snapshots_received,
             "snapshot_chunks_received": self.snapshot_chunks_received,

@@ -1,8 +1,8 @@
 //! Whole-state snapshots for a follower behind the log's start, sent in chunks.
 //!
 //! raft-rs sends a snapshot as one raft message. keel's carries only a [`Descriptor`]
-//! (index, term, length, checksum); the leader keeps the state's bytes
-//! (`Store::outgoing_bytes`, built when raft asked for a snapshot: see
+//! (index, term, length, checksum); the leader keeps the state's bytes beside it
+//! (`RaftLog::outgoing_bytes`, built when raft asked for a snapshot: see
 //! `RaftLog::snapshot`), and the follower, before it hands raft the message, fetches
 //! them in chunks of `snapshot_chunk_bytes` — one request in flight, each asked for
 //! again after `snapshot_chunk_retry_ticks`, the transfer given up after
@@ -131,10 +131,11 @@ impl Store {
         offset: u64,
     ) {
         let bytes = self
-            .outgoing_bytes
+            .raft
             .as_ref()
-            .filter(|(i, t, bytes)| *i == index && *t == term && offset <= bytes.len() as u64)
-            .map(|(_, _, bytes)| {
+            .and_then(|raft| raft.store().outgoing_bytes(index, term))
+            .filter(|bytes| offset <= bytes.len() as u64)
+            .map(|bytes| {
                 let start = offset as usize;
                 let end = (start + self.config.snapshot_chunk_bytes).min(bytes.len());
                 serde_bytes::ByteBuf::from(bytes[start..end].to_vec())
