@@ -61,13 +61,7 @@ impl Store {
                     );
                     return;
                 }
-                if lease == 0 && !self.is_leader() {
-                    // The leader draws the id: a follower cannot forward an id-less grant.
-                    let error = self.not_leader(now);
-                    self.respond(ctx, from, id, Err(error));
-                    return;
-                }
-                let lease = if lease == 0 {
+                let lease = if lease == 0 && self.is_leader() {
                     // Positive, unused, drawn from the seeded RNG.
                     loop {
                         let candidate = (rand::Rng::gen::<u64>(ctx.rng()) >> 2) as i64 + 1;
@@ -211,18 +205,17 @@ impl Store {
         forwardable: bool,
     ) -> Result<(), StoreError> {
         let leader = self.is_leader();
+        let reachable = self.reachable(now);
         // Forwarded only to a leader heard from within an election timeout: one gone
         // silent is not sent writes that would only time out.
-        let forward_to_live_leader = forwardable
-            && self
-                .leader_id()
-                .is_some_and(|id| self.reachable(now).contains(&id));
+        let forward_to_live_leader =
+            forwardable && self.leader_id().is_some_and(|id| reachable.contains(&id));
         if !leader && !forward_to_live_leader {
             return Err(self.not_leader(now));
         }
         let voters = self.voters().len().max(1);
         let needed = voters / 2 + 1;
-        let reachable = self.reachable(now).len();
+        let reachable = reachable.len();
         if leader && reachable < needed {
             // The leader has not heard from a quorum lately: refuse now rather than
             // leave the client with an ambiguous timeout.
@@ -268,7 +261,9 @@ impl Store {
             op,
         };
         let data = bincode::serialize(&proposal).expect("proposal serializes");
-        if let Err(error) = self.admit_write(now, data.len(), true) {
+        // A grant without an id is the leader's: the leader draws the id.
+        let forwardable = !matches!(proposal.op, ProposalOp::LeaseGrant { id: 0, .. });
+        if let Err(error) = self.admit_write(now, data.len(), forwardable) {
             if let Some((to, request_id)) = client {
                 self.respond(ctx, to, request_id, Err(error));
             }
