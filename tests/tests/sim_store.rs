@@ -178,6 +178,15 @@ fn store_membership_changes_under_load() {
     }
 }
 
+/// A numeric field of the actors' statuses at the end of a run, summed over actors.
+fn status_sum(summary: &RunSummary, field: &str) -> u64 {
+    summary
+        .actors
+        .values()
+        .filter_map(|status| status[field].as_u64())
+        .sum()
+}
+
 /// A follower that knows a live leader takes a write and proposes it (raft forwards it
 /// to the leader) instead of redirecting the client, as etcd's followers do; every
 /// invariant (linearizability first) holds with it. Seen failing with forwarding off.
@@ -191,11 +200,7 @@ fn followers_forward_writes_to_the_leader() {
             Some(FaultChoice::Nemesis(Default::default())),
         );
         assert!(summary.ok, "seed {seed}: {:#?}", summary.invariants);
-        forwarded += summary
-            .actors
-            .values()
-            .filter_map(|status| status["proposals_forwarded"].as_u64())
-            .sum::<u64>();
+        forwarded += status_sum(&summary, "proposals_forwarded");
     }
     assert!(forwarded > 0, "no write was forwarded");
 }
@@ -208,13 +213,6 @@ fn followers_forward_writes_to_the_leader() {
 /// (the transfer is refused, the learner never catches up).
 #[test]
 fn a_snapshot_reaches_a_lagging_member_in_chunks() {
-    let sum = |summary: &RunSummary, field: &str| -> u64 {
-        summary
-            .actors
-            .values()
-            .filter_map(|status| status[field].as_u64())
-            .sum()
-    };
     let mut received = 0;
     for seed in [4, 9] {
         let summary = run_named(
@@ -223,9 +221,10 @@ fn a_snapshot_reaches_a_lagging_member_in_chunks() {
             Some(FaultChoice::Nemesis(Default::default())),
         );
         assert!(summary.ok, "seed {seed}: {:#?}", summary.invariants);
-        received += sum(&summary, "snapshots_received");
+        received += status_sum(&summary, "snapshots_received");
         assert!(
-            sum(&summary, "snapshot_chunks_received") > sum(&summary, "snapshots_received"),
+            status_sum(&summary, "snapshot_chunks_received")
+                > status_sum(&summary, "snapshots_received"),
             "seed {seed}: snapshots travel in more than one chunk: {:?}",
             summary.actors
         );

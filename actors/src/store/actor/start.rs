@@ -30,7 +30,7 @@ impl Store {
         let member = self.config.id;
         let storage_error = move |e: keel_engine::StorageError| format!("member {member}: {e}");
         let meta = ctx.storage().get(KEY_META).map_err(storage_error)?;
-        let log = match meta {
+        let mut log = match meta {
             Some(bytes) => {
                 let meta: Meta = bincode::deserialize(&bytes).map_err(|e| {
                     format!("data directory is corrupt: member metadata does not decode ({e})")
@@ -88,7 +88,6 @@ impl Store {
                 log
             }
         };
-        let mut log = log;
         let snapshot_index = log.last_snapshot().get_metadata().index;
         let applied = match checkpoint::load(ctx.storage())
             .map_err(|e| format!("data directory is corrupt: {e}"))?
