@@ -426,6 +426,38 @@ proptest! {
     }
 }
 
+/// A schedule the property test drew (store seed 0): s1 paused, s2 cut off from every
+/// other machine, s3 killed. For seven seconds no running member can reach a client,
+/// so nobody can say "no quorum"; `quorum-loss-refuses-writes` demanded it anyway
+/// until it counted only loss during which a client could reach a running member.
+#[test]
+fn no_quorum_is_not_demanded_when_no_member_can_reach_a_client() {
+    let schedule = healed(vec![
+        (154, Fault::Pause { node: "s1".into() }),
+        (
+            1644,
+            Fault::Partition {
+                groups: vec![
+                    vec!["s2".into()],
+                    vec!["s1".into(), "s3".into(), "c1".into(), "c2".into()],
+                ],
+            },
+        ),
+        (4733, Fault::Kill { node: "s3".into() }),
+    ]);
+    let scenario = scenarios::find("store").expect("scenario exists");
+    let summary = run_scenario(
+        scenario,
+        0,
+        RANDOM_RUN_MS,
+        None,
+        None,
+        Some(FaultChoice::Given(schedule)),
+    )
+    .expect("run starts");
+    assert!(summary.ok, "{:#?}", summary.invariants);
+}
+
 /// The healed schedules the property test builds are valid and end healed.
 #[test]
 fn healed_schedules_are_valid() {

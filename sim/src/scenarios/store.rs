@@ -650,10 +650,18 @@ pub struct QuorumLossRefusesWrites {
     voters: (u64, BTreeSet<u64>),
     crashed: BTreeSet<u64>,
     paused: BTreeSet<u64>,
+    /// Links cut by partitions (from, to), by machine name, until a heal.
+    cut: BTreeSet<(String, String)>,
+    /// The machines the workload clients run on (from their calls).
+    clients: BTreeSet<String>,
     /// Since when a majority has been down, if it is.
     lost_since: Option<u64>,
     /// The longest loss so far, in ms.
     longest_loss_ms: u64,
+    /// Since when, within a loss, some running member could answer a client, if one can.
+    answerable_since: Option<u64>,
+    /// The longest such stretch, in ms: only during it can anyone say "no quorum".
+    longest_answerable_ms: u64,
     losses: u64,
     no_quorum_errors: u64,
     refused: u64,
@@ -678,8 +686,12 @@ impl QuorumLossRefusesWrites {
             voters: (0, (1..=founders).collect()),
             crashed: BTreeSet::new(),
             paused: BTreeSet::new(),
+            cut: BTreeSet::new(),
+            clients: BTreeSet::new(),
             lost_since: None,
             longest_loss_ms: 0,
+            answerable_since: None,
+            longest_answerable_ms: 0,
             losses: 0,
             no_quorum_errors: 0,
             refused: 0,
@@ -696,8 +708,30 @@ impl QuorumLossRefusesWrites {
         voters.len() - down < voters.len() / 2 + 1
     }
 
+    /// Whether some running voter shares a working link, both ways, with a workload
+    /// client: only then can a client hear "no quorum" from anyone.
+    fn answerable(&self) -> bool {
+        let members = self
+            .voters
+            .1
+            .iter()
+            .filter(|m| !self.crashed.contains(m) && !self.paused.contains(m));
+        let linked = |a: &String, b: &String| {
+            !self.cut.contains(&(a.clone(), b.clone()))
+                && !self.cut.contains(&(b.clone(), a.clone()))
+        };
+        members
+            .map(|m| format!("s{m}"))
+            .any(|m| self.clients.iter().any(|c| linked(&m, c)))
+    }
+
     /// Updates who is down from one observation.
     fn track(&mut self, observation: &Observation<'_>) {
+        if let Some((_, WorkloadReport::Call { .. })) = workload(observation) {
+            if let Observation::Emitted { actor, .. } = observation {
+                self.clients.insert(actor.node.as_str().to_string());
+            }
+        }
         match observation {
             Observation::Crashed { node, .. } => {
                 if let Some(id) = member_of(node.as_str()) {
@@ -723,6 +757,10 @@ impl QuorumLossRefusesWrites {
                         self.paused.remove(&id);
                     }
                 }
+                Fault::Partition { .. } | Fault::PartitionOneWay { .. } => {
+                    self.cut.extend(fault.cut_links());
+                }
+                Fault::Heal => self.cut.clear(),
                 _ => {}
             },
             Observation::Emitted {
@@ -750,6 +788,17 @@ impl Invariant for QuorumLossRefusesWrites {
             (Some(since), false) => {
                 self.longest_loss_ms = self.longest_loss_ms.max(world.now_ms - since);
                 self.lost_since = None;
+            }
+            _ => {}
+        }
+        match (
+            self.answerable_since,
+            self.lost_since.is_some() && self.answerable(),
+        ) {
+            (None, true) => self.answerable_since = Some(world.now_ms),
+            (Some(since), false) => {
+                self.longest_answerable_ms = self.longest_answerable_ms.max(world.now_ms - since);
+                self.answerable_since = None;
             }
             _ => {}
         }
@@ -804,22 +853,30 @@ impl Invariant for QuorumLossRefusesWrites {
         if let Some(since) = self.lost_since {
             self.longest_loss_ms = self.longest_loss_ms.max(world.now_ms - since);
         }
+        if let Some(since) = self.answerable_since {
+            self.longest_answerable_ms = self.longest_answerable_ms.max(world.now_ms - since);
+        }
         if self.losses == 0 {
             return Ok("the majority was never down".into());
         }
         // Members only call it "no quorum" once they have missed their peers for an
         // election timeout (and a client waits out its own timeout first): a short loss
         // of quorum can end before anyone could say so. Judge that part only when the
-        // majority stayed down long enough.
-        if self.no_quorum_errors == 0 && self.longest_loss_ms >= NO_QUORUM_JUDGED_AFTER_MS {
+        // majority stayed down long enough while some running member could answer a
+        // client (with the rest paused, dead or cut off from the clients, nobody can).
+        if self.no_quorum_errors == 0 && self.longest_answerable_ms >= NO_QUORUM_JUDGED_AFTER_MS {
             return Err(format!(
-                "{} operations failed during {} quorum losses (longest {} ms) but none said \"no quorum\"",
-                self.refused, self.losses, self.longest_loss_ms
+                "{} operations failed during {} quorum losses (longest {} ms, {} ms of it with a member reachable by clients) but none said \"no quorum\"",
+                self.refused, self.losses, self.longest_loss_ms, self.longest_answerable_ms
             ));
         }
         Ok(format!(
-            "no write succeeded in {} quorum losses (longest {} ms); {} refusals, {} said \"no quorum\"",
-            self.losses, self.longest_loss_ms, self.refused, self.no_quorum_errors
+            "no write succeeded in {} quorum losses (longest {} ms, {} ms with a member reachable by clients); {} refusals, {} said \"no quorum\"",
+            self.losses,
+            self.longest_loss_ms,
+            self.longest_answerable_ms,
+            self.refused,
+            self.no_quorum_errors
         ))
     }
 }
@@ -977,5 +1034,60 @@ mod tests {
         check.observe(&crashed(&s2), &world(1_000)).unwrap();
         check.observe(&called, &world(1_500)).unwrap();
         check.observe(&acked, &world(2_000)).unwrap();
+    }
+
+    /// A long loss of quorum must produce "no quorum" answers — but only if some running
+    /// member could talk to a client. The schedule proptest drew (store seed 0): s1
+    /// paused, s2 cut off from everyone, s3 killed; nobody can answer for 7 s.
+    #[test]
+    fn no_quorum_is_demanded_only_from_a_member_clients_can_reach() {
+        let disks = BTreeMap::new();
+        let world = |now_ms| World {
+            disks: &disks,
+            now_ms,
+            duration_ms: 30_000,
+            last_fault_ms: 0,
+        };
+        let s3 = NodeId::new("s3");
+        let client = Address::new("c1", "store-workload", 0);
+        let call = Message::Report(Report::Workload(WorkloadReport::Call {
+            client: 0,
+            op_id: 1,
+            op: KvOp::Get { key: "k".into() },
+        }));
+        let called = Observation::Emitted {
+            at_ms: 0,
+            at_ns: 0,
+            actor: &client,
+            msg: &call,
+        };
+        let pause = Fault::Pause { node: "s1".into() };
+        let partition = Fault::Partition {
+            groups: vec![
+                vec!["s2".into()],
+                vec!["s1".into(), "s3".into(), "c1".into(), "c2".into()],
+            ],
+        };
+        let run = |cut_off_s2: bool| {
+            let mut check = QuorumLossRefusesWrites::new(3);
+            check.observe(&called, &world(100)).unwrap();
+            let fault = |fault| Observation::Fault { at_ms: 0, fault };
+            check.observe(&fault(&pause), &world(154)).unwrap();
+            if cut_off_s2 {
+                check.observe(&fault(&partition), &world(1_644)).unwrap();
+            }
+            let killed = Observation::Crashed {
+                at_ms: 4_733,
+                node: &s3,
+                batches_lost: 0,
+            };
+            check.observe(&killed, &world(4_733)).unwrap();
+            check.observe(&fault(&Fault::Heal), &world(12_000)).unwrap();
+            check.finish(&world(12_000))
+        };
+        // s2 running and reachable for 7 s with nobody saying "no quorum": a failure.
+        assert!(run(false).is_err());
+        // s2 cut off from the clients the whole time: nobody could say it.
+        run(true).unwrap();
     }
 }
